@@ -1,0 +1,36 @@
+"""The batched agent interface."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+class Agent:
+    """Base class: a seeded, resettable policy acting on a batch of observations.
+
+    Subclasses implement :meth:`act` on batched tensor observations.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self.generator = torch.Generator()
+        self.reset(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Re-seed the agent's generator (a random seed when None)."""
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2**62))
+        self.generator.manual_seed(int(seed))
+
+    def act(self, obs: dict[str, Tensor]) -> Tensor:
+        """One action per learner for a batched observation."""
+        raise NotImplementedError
+
+    def act_single(self, obs: dict[str, Any]) -> Any:
+        """The action for a single env's (unbatched numpy) observation, as a numpy value."""
+        batched = {key: torch.as_tensor(np.asarray(value))[None] for key, value in obs.items()}
+        action = self.act(batched)[0].cpu().numpy()
+        return action.item() if action.ndim == 0 else action

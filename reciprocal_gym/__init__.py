@@ -1,0 +1,26 @@
+"""reciprocal_gym: reciprocal learning (self-training, active learning, bandits) as Gymnasium environments.
+
+Importing the package registers the environments with Gymnasium::
+
+    import gymnasium as gym
+    import reciprocal_gym  # noqa: F401
+
+    env = gym.make("Reciprocal-SelfTrain-v0", dataset="breast_cancer")
+    envs = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=64, vectorization_mode="vector_entry_point")
+"""
+
+from reciprocal_gym.envs.self_train import register_self_train
+
+__version__ = "0.1.0"
+
+ENV_IDS = ("Reciprocal-SelfTrain-v0",)
+
+
+def register_envs() -> None:
+    """Register every environment id with Gymnasium (done on import; safe to call again)."""
+    register_self_train()
+
+
+register_envs()
+
+__all__ = ["ENV_IDS", "__version__", "register_envs"]

@@ -1,0 +1,102 @@
+"""Sample adaptation P_{t+1} = f(theta_t, P_t): label generation and the update of the empirical measure.
+
+All functions are pure and batched: they take a :class:`ReciprocalState` and return a new one.
+
+Adaptation modes (the update of the training set after the selection):
+
+- ``add`` (greedy): the selected atoms join with weight 1 and never leave.
+- ``amend`` (non-greedy re-selection): the pseudo-labeled part is replaced by this step's selection; its size is
+  the number selected per step.
+- ``swap`` (non-greedy): the selected atoms join; once the pseudo-labeled part holds ``capacity`` atoms, as many of
+  the oldest leave (first in, first out; ties broken by pool index) and may be selected again later.
+- ``expected`` (mean-field, deterministic): the pseudo-labeled part moves toward the selection law pi over the pool,
+  ``w' = (1 - rate) w + rate * mass * pi``, and each atom's label becomes the weight-average of its old label and
+  the new one, so P_{t+1} = (1 - rate) P_t + rate * (selection law x labels) exactly, as a measure on X x Y.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from reciprocal_gym.core.state import ReciprocalState
+
+LABEL_MODES = ("soft", "hard")
+ADAPTATIONS = ("add", "amend", "swap", "expected")
+
+
+def pseudo_labels(probs: Tensor, label_mode: str) -> Tensor:
+    """Labels the model attaches to atoms: ``soft`` = predicted probabilities, ``hard`` = one-hot argmax."""
+    if label_mode == "soft":
+        return probs
+    if label_mode == "hard":
+        return torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+    raise ValueError(f"label_mode={label_mode!r} is not allowed; choose one of {LABEL_MODES}")
+
+
+def selectable(state: ReciprocalState, adaptation: str) -> Tensor:
+    """(B, n_pool) bool: which atoms may be selected now (atoms in use are excluded by add and swap)."""
+    if adaptation in ("add", "swap"):
+        return ~state.in_use
+    return torch.ones_like(state.in_use)
+
+
+def _selection_mask(state: ReciprocalState, index: Tensor) -> Tensor:
+    return torch.zeros_like(state.in_use).scatter_(1, index, True)
+
+
+def _join(state: ReciprocalState, chosen: Tensor, labels: Tensor) -> ReciprocalState:
+    return state.replace(
+        weight=torch.where(chosen, torch.ones_like(state.weight), state.weight),
+        label=torch.where(chosen.unsqueeze(-1), labels, state.label),
+        in_use=state.in_use | chosen,
+        age=torch.where(chosen, state.step.unsqueeze(1), state.age),
+    )
+
+
+def _leave(state: ReciprocalState, leaving: Tensor) -> ReciprocalState:
+    return state.replace(
+        weight=torch.where(leaving, torch.zeros_like(state.weight), state.weight),
+        label=torch.where(leaving.unsqueeze(-1), torch.zeros_like(state.label), state.label),
+        in_use=state.in_use & ~leaving,
+        age=torch.where(leaving, torch.full_like(state.age, -1), state.age),
+    )
+
+
+def add(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
+    """Greedy add-only: atoms ``index`` (B, k) join with their ``labels`` (B, n_pool, C) rows."""
+    return _join(state, _selection_mask(state, index), labels)
+
+
+def amend(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
+    """Non-greedy re-selection: the pseudo-labeled part becomes exactly the atoms ``index`` (B, k)."""
+    return _join(_leave(state, state.in_use), _selection_mask(state, index), labels)
+
+
+def swap(state: ReciprocalState, index: Tensor, labels: Tensor, capacity: int) -> ReciprocalState:
+    """Atoms ``index`` (B, k) join; the oldest leave so that at most ``capacity`` atoms stay in use."""
+    k = index.shape[1]
+    n_pool = state.in_use.shape[1]
+    count = state.in_use.sum(1)
+    n_out = (count + k - capacity).clamp_min(0)
+    position = torch.arange(n_pool, device=index.device)
+    key = torch.where(state.in_use, state.age * n_pool + position, torch.iinfo(torch.int64).max)
+    oldest = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
+    leave_rank = torch.arange(k, device=index.device).unsqueeze(0) < n_out.unsqueeze(1)
+    leaving = torch.zeros_like(state.in_use).scatter_(1, oldest, leave_rank)
+    return _join(_leave(state, leaving), _selection_mask(state, index), labels)
+
+
+def expected(state: ReciprocalState, law: Tensor, labels: Tensor, mass: float, rate: float) -> ReciprocalState:
+    """Mean-field update toward the selection law ``law`` (B, n_pool), rows summing to 1."""
+    old = (1.0 - rate) * state.weight
+    new = rate * mass * law
+    weight = old + new
+    numerator = old.unsqueeze(-1) * state.label + new.unsqueeze(-1) * labels
+    positive = weight > 0
+    label = torch.where(
+        positive.unsqueeze(-1), numerator / torch.where(positive, weight, 1.0).unsqueeze(-1), 0.0
+    )
+    age = torch.where(positive & ~state.in_use, state.step.unsqueeze(1), state.age)
+    age = torch.where(positive, age, torch.full_like(age, -1))
+    return state.replace(weight=weight, label=label, in_use=positive, age=age)

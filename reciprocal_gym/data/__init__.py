@@ -1,0 +1,19 @@
+"""Datasets (bundled, synthetic, user arrays) and seeded per-learner splits."""
+
+from reciprocal_gym.data.datasets import BUNDLED, DATASETS, SYNTHETIC, Dataset, from_arrays, load_dataset
+from reciprocal_gym.data.splits import PARTS, Split, SplitSizes, make_split, resolve_sizes, split_from_arrays
+
+__all__ = [
+    "BUNDLED",
+    "DATASETS",
+    "PARTS",
+    "SYNTHETIC",
+    "Dataset",
+    "Split",
+    "SplitSizes",
+    "from_arrays",
+    "load_dataset",
+    "make_split",
+    "resolve_sizes",
+    "split_from_arrays",
+]

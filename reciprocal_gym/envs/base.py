@@ -1,0 +1,287 @@
+"""Shared machinery of the batched environments: seeding, autoreset, partial reset, and the single-env shell.
+
+A batched env subclasses :class:`BatchedVectorEnv` and implements three hooks on learner masks:
+``_reset_rows(rows, rngs)``, ``_step_rows(actions, rows)`` and ``_observe()``. The single ``gymnasium.Env`` of
+every environment is :class:`SingleEnv` around the batched env with ``num_envs=1`` on the CPU: one implementation.
+
+Seeding. ``reset(seed=s)`` seeds learner i with ``s + i`` (a list gives one seed per learner), as Gymnasium's
+vector envs do. Episode e of a learner with seed s draws its randomness from ``numpy.random.default_rng([s, e])``,
+so learner i of a batch follows the same trajectory as a single env seeded with ``s + i``, whatever the batch size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from torch import Tensor
+
+AUTORESET_MODES = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """A torch device, with a clear error for a CUDA device that is not there."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device; use 'cpu' or 'cuda'") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} asked for, but CUDA is not available on this machine; use 'cpu'")
+    return dev
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype:
+    allowed = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
+               torch.float64: torch.float64}
+    if dtype not in allowed:
+        raise ValueError(f"dtype={dtype!r} is not allowed; use torch.float32 or torch.float64")
+    return allowed[dtype]
+
+
+class BatchedVectorEnv(VectorEnv):
+    """Base of the batched torch environments (a ``gymnasium.vector.VectorEnv``).
+
+    Observations, rewards, terminations and info values are torch tensors on ``self.device`` with the batch
+    dimension first. Info follows Gymnasium's vector convention: ``info[key]`` holds one value per learner and
+    ``info["_" + key]`` a boolean mask of the learners that have it.
+
+    Autoreset (``metadata["autoreset_mode"]``):
+        - ``next_step`` (default): a learner that ended is reset on the next ``step``, whose action it ignores; that
+          step returns its first observation with reward 0 and ``terminated = truncated = False``.
+        - ``same_step``: a learner that ends is reset within the same ``step``; its last observation is in
+          ``info["final_obs"]`` (a batched dict, valid where ``info["_final_obs"]``), its last info in
+          ``info["final_info"]``.
+        - ``disabled``: the caller resets ended learners with ``reset(options={"reset_mask": mask})``; stepping an
+          ended learner raises an error.
+
+    Partial reset: ``reset(seed=None, options={"reset_mask": mask})`` with a (num_envs,) bool mask resets only
+    those learners; the others keep their state.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int, device: str | torch.device, autoreset_mode: str | AutoresetMode) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r} is not allowed; it must be a positive int")
+        if isinstance(autoreset_mode, AutoresetMode):
+            mode = autoreset_mode
+        elif autoreset_mode in AUTORESET_MODES:
+            mode = AUTORESET_MODES[autoreset_mode]
+        else:
+            raise ValueError(
+                f"autoreset_mode={autoreset_mode!r} is not allowed; choose one of {tuple(AUTORESET_MODES)} "
+                "or a gymnasium.vector.AutoresetMode"
+            )
+        self.num_envs = int(num_envs)
+        self.device = resolve_device(device)
+        self.render_mode = None
+        self.metadata = {**type(self).metadata, "autoreset_mode": mode}
+        self._seeds = np.zeros(self.num_envs, dtype=np.int64)
+        self._episodes = np.zeros(self.num_envs, dtype=np.int64)
+        self._seeded = False
+        self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        self._all_rows = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._has_reset = False
+
+    # ----- hooks for subclasses -------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        """Start new episodes for learners ``rows`` (B,) bool; ``rngs`` maps learner index -> its generator.
+
+        Returns the per-learner reset info values (tensors (B,); only the ``rows`` entries are meaningful)."""
+        raise NotImplementedError
+
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Advance learners ``rows``; others must be left unchanged. Returns reward, terminated, truncated, info."""
+        raise NotImplementedError
+
+    def _observe(self) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    # ----- seeding --------------------------------------------------------------------------------------------
+    def _parse_reset_mask(self, options: dict[str, Any] | None) -> Tensor:
+        if options is None or options.get("reset_mask") is None:
+            return self._all_rows
+        mask = torch.as_tensor(options["reset_mask"], device=self.device)
+        if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
+            raise ValueError(
+                f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), "
+                f"got dtype {mask.dtype} and shape {tuple(mask.shape)}"
+            )
+        if not self._has_reset and not bool(mask.all()):
+            raise ValueError("the first reset must reset every learner: options['reset_mask'] must be all True")
+        return mask
+
+    def _assign_seeds(self, seed: int | list[int] | None, rows_np: np.ndarray) -> None:
+        idx = np.flatnonzero(rows_np)
+        if seed is None:
+            if not self._seeded:
+                base = int(np.random.SeedSequence().entropy % (2**62))
+                self._seeds[:] = base + np.arange(self.num_envs)
+                self._episodes[:] = 0
+                self._seeded = True
+            else:
+                self._episodes[idx] += 1
+            return
+        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
+            if seed < 0:
+                raise ValueError(f"seed={seed!r} is not allowed; seeds must be non-negative ints")
+            self._seeds[idx] = int(seed) + idx
+        elif isinstance(seed, (list, tuple, np.ndarray)) and len(seed) == self.num_envs:
+            values = [int(s) for s in seed]
+            if any(s < 0 for s in values):
+                raise ValueError("seed list entries must be non-negative ints")
+            self._seeds[idx] = np.asarray(values, dtype=np.int64)[idx]
+        else:
+            raise ValueError(f"seed must be None, a non-negative int or a list of {self.num_envs} ints, got {seed!r}")
+        self._episodes[idx] = 0
+        self._seeded = True
+
+    def _rngs(self, rows_np: np.ndarray) -> dict[int, np.random.Generator]:
+        return {int(i): np.random.default_rng([int(self._seeds[i]), int(self._episodes[i])])
+                for i in np.flatnonzero(rows_np)}
+
+    # ----- Gymnasium API --------------------------------------------------------------------------------------
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Reset all learners, or those in ``options["reset_mask"]``; returns (observations, info)."""
+        rows = self._parse_reset_mask(options)
+        rows_np = rows.cpu().numpy()
+        self._assign_seeds(seed, rows_np)
+        values = self._reset_rows(rows, self._rngs(rows_np))
+        self._needs_reset = self._needs_reset & ~rows
+        self._has_reset = True
+        return self._observe(), self._info(values, rows)
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Any]]:
+        """Step every learner with its action; see the class docstring for autoreset."""
+        if not self._has_reset:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        mode = self.metadata["autoreset_mode"]
+        rows = self._all_rows
+        restarting = self._needs_reset
+        if mode == AutoresetMode.DISABLED and bool(restarting.any()):
+            bad = torch.nonzero(restarting).squeeze(1).tolist()
+            raise gym.error.ResetNeeded(
+                f"learners {bad[:10]} ended; with autoreset_mode='disabled' reset them with "
+                "reset(options={'reset_mask': mask}) before stepping"
+            )
+        if mode == AutoresetMode.NEXT_STEP and bool(restarting.any()):
+            rows = ~restarting
+        reward, terminated, truncated, values = self._step_rows(actions, rows)
+        if mode == AutoresetMode.NEXT_STEP and bool(restarting.any()):
+            restart_np = restarting.cpu().numpy()
+            self._assign_seeds(None, restart_np)
+            reset_values = self._reset_rows(restarting, self._rngs(restart_np))
+            for key, value in reset_values.items():
+                values[key] = torch.where(restarting, value, values[key]) if key in values else value
+        done = terminated | truncated
+        info = self._info(values, self._all_rows)
+        if mode == AutoresetMode.SAME_STEP and bool(done.any()):
+            info["final_obs"] = self._observe()
+            info["_final_obs"] = done
+            info["final_info"] = dict(info)
+            info["_final_info"] = done
+            done_np = done.cpu().numpy()
+            self._assign_seeds(None, done_np)
+            reset_values = self._reset_rows(done, self._rngs(done_np))
+            for key, value in reset_values.items():
+                if key in values:
+                    info[key] = torch.where(done, value, values[key])
+            self._needs_reset = torch.zeros_like(done)
+        else:
+            self._needs_reset = done
+        return self._observe(), reward, terminated, truncated, info
+
+    def _info(self, values: dict[str, Tensor], rows: Tensor) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        for key, value in values.items():
+            info[key] = value
+            info["_" + key] = rows
+        return info
+
+    def close_extras(self, **kwargs: Any) -> None:
+        pass
+
+
+def _to_numpy(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy()
+    if isinstance(value, dict):
+        return {k: _to_numpy(v) for k, v in value.items()}
+    return value
+
+
+def _scalar(value: np.ndarray) -> Any:
+    return value.item() if value.size == 1 else value
+
+
+class SingleEnv(gym.Env):
+    """A single ``gymnasium.Env`` that is the batched engine with one learner on the CPU, speaking numpy.
+
+    Subclasses set ``vector_class``; keyword arguments go to it unchanged (``num_envs``, ``device`` and
+    ``autoreset_mode`` are fixed to 1, "cpu" and "disabled").
+    """
+
+    vector_class: type[BatchedVectorEnv]
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, **kwargs: Any) -> None:
+        for fixed in ("num_envs", "device", "autoreset_mode"):
+            if fixed in kwargs:
+                raise ValueError(f"{fixed} is not an argument of the single env; use gym.make_vec for batches")
+        self.vector_env = self.vector_class(num_envs=1, device="cpu", autoreset_mode="disabled", **kwargs)
+        self.observation_space = self.vector_env.single_observation_space
+        self.action_space = self.vector_env.single_action_space
+        self.render_mode = None
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        super().reset(seed=seed)
+        if options is not None and "reset_mask" in options:
+            raise ValueError("options['reset_mask'] is for vector envs; a single env always resets whole")
+        obs, info = self.vector_env.reset(seed=seed, options=options)
+        return self._obs(obs), self._unbatch_info(info)
+
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        shape = np.shape(action)
+        if shape != self.action_space.shape:
+            raise ValueError(
+                f"action must have shape {self.action_space.shape} for {self.action_space}, got shape {shape}"
+            )
+        obs, reward, terminated, truncated, info = self.vector_env.step(np.asarray(action)[None])
+        return (
+            self._obs(obs),
+            float(reward[0]),
+            bool(terminated[0]),
+            bool(truncated[0]),
+            self._unbatch_info(info),
+        )
+
+    def action_masks(self) -> np.ndarray:
+        """Bool mask of allowed actions, as sb3-contrib's maskable algorithms expect."""
+        return self.vector_env.action_masks()[0].cpu().numpy()
+
+    @staticmethod
+    def _obs(obs: dict[str, Tensor]) -> dict[str, np.ndarray]:
+        return {key: value[0].cpu().numpy() for key, value in obs.items()}
+
+    @staticmethod
+    def _unbatch_info(info: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in info.items():
+            if key.startswith("_"):
+                continue
+            arr = _to_numpy(value)
+            out[key] = _scalar(arr[0]) if isinstance(arr, np.ndarray) else arr
+        return out

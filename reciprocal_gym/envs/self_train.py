@@ -1,0 +1,502 @@
+"""``Reciprocal-SelfTrain-v0``: self-training as a decision process, batched over learners in torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from reciprocal_gym.core import adaptation as adapt
+from reciprocal_gym.core.state import ReciprocalState
+from reciprocal_gym.data import (
+    PARTS,
+    Dataset,
+    Split,
+    from_arrays,
+    load_dataset,
+    make_split,
+    resolve_sizes,
+    split_from_arrays,
+)
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, predict_proba
+
+REWARDS = ("val_loglik", "val_accuracy", "stability")
+INVALID_ACTIONS = ("penalty", "raise")
+CANDIDATE_FEATURES = ("prob_*", "margin", "entropy", "in_use")
+SCALARS = ("step", "train_size", "n_selectable")
+
+
+@dataclass(frozen=True)
+class SelfTrainConfig:
+    """Validated settings of a self-training environment (see :class:`SelfTrainVectorEnv` for the meaning)."""
+
+    dataset: str | None = "breast_cancer"
+    dataset_kwargs: dict[str, Any] | None = None
+    X: Any = None
+    y: Any = None
+    split: dict[str, Any] | None = None
+    n_labeled: int = 20
+    n_pool: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    stratify: bool = True
+    label_mode: str = "soft"
+    adaptation: str = "add"
+    k: int = 1
+    buffer_size: int | None = None
+    expected_rate: float = 1.0
+    lam: float = 0.01
+    reward: str = "val_loglik"
+    max_steps: int = 50
+    invalid_action: str = "penalty"
+    invalid_action_penalty: float = -1.0
+    dtype: Any = torch.float64
+    solver: str = "auto"
+    tol: float | None = None
+    max_iter: int = 50
+    report_gamma: bool = False
+
+    def __post_init__(self) -> None:
+        choices = {
+            "label_mode": adapt.LABEL_MODES,
+            "adaptation": adapt.ADAPTATIONS,
+            "reward": REWARDS,
+            "invalid_action": INVALID_ACTIONS,
+            "solver": SOLVERS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; choose one of {allowed}")
+        for name in ("k", "max_steps", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed; it must be a positive int")
+        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"lam={self.lam!r} is not allowed; it must be a finite number >= 0")
+        if not (isinstance(self.expected_rate, (int, float)) and 0 < self.expected_rate <= 1):
+            raise ValueError(f"expected_rate={self.expected_rate!r} is not allowed; it must be in (0, 1]")
+        if not (isinstance(self.invalid_action_penalty, (int, float)) and math.isfinite(self.invalid_action_penalty)):
+            raise ValueError(f"invalid_action_penalty={self.invalid_action_penalty!r} must be a finite number")
+        if self.tol is not None and not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ValueError(f"tol={self.tol!r} is not allowed; it must be a positive number or None")
+        resolve_dtype(self.dtype)
+        given = [self.split is not None, self.X is not None or self.y is not None]
+        if sum(given) > 1:
+            raise ValueError("give either split=... or X and y, not both")
+        if (self.X is None) != (self.y is None):
+            raise ValueError("X and y must be given together")
+        if self.buffer_size is not None and self.adaptation != "swap":
+            raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
+
+
+class SelfTrainVectorEnv(BatchedVectorEnv):
+    """Self-training as a decision process: the agent picks which unlabeled points the model pseudo-labels.
+
+    ## Description
+
+    Each learner holds a ridge-regularized logistic-regression model (binary or multinomial), a labeled set with
+    true labels, and an unlabeled pool. Each step the agent selects pool points (the data selection); the
+    environment labels them with the model's own prediction (``label_mode="soft"``: predicted probabilities,
+    ``"hard"``: argmax class), updates the training set by the ``adaptation`` rule, and refits the model on the new
+    training set by warm-started Newton (the ERM step). This is the reciprocal-learning loop of Rodemann et al.
+    (NeurIPS 2024): ``theta_t = argmin E_{P_t} loss + lam/2 |theta|^2`` and ``P_{t+1} = f(theta_t, P_t)``.
+
+    Adaptation rules: ``add`` (greedy: selected points join for good), ``amend`` (non-greedy: the pseudo-labeled
+    part is replaced by each step's k selected points), ``swap`` (the k selected join and, once ``buffer_size``
+    points are pseudo-labeled, the k oldest leave and become selectable again), ``expected`` (mean-field: the action
+    is a selection distribution pi over the pool and the pseudo-labeled part moves deterministically toward
+    ``k * pi``, at rate ``expected_rate``).
+
+    All B learners live in torch tensors of shape (B, ...) on ``device``; ``gym.make`` gives the same engine with
+    B = 1 as a numpy ``gymnasium.Env`` (:class:`SelfTrainEnv`).
+
+    ## Action Space
+
+    - ``k == 1`` (add / amend / swap): ``Discrete(n_pool)``, the pool index to pseudo-label.
+    - ``k > 1``: ``MultiDiscrete([n_pool] * k)``, k distinct pool indices.
+    - ``adaptation="expected"``: ``Box(0, 1, (n_pool,), float32)``, a selection distribution; it is divided by its
+      sum (which must be positive).
+
+    In add and swap modes a point already in the training set cannot be selected (``action_mask`` is 0 there);
+    in amend and expected modes every point can. An action outside the action space (wrong shape or dtype, index
+    out of range, NaN, negative weights) always raises ``ValueError``. An action inside the space that the mask
+    forbids (an index in use, or repeated indices) is handled by ``invalid_action``: ``"penalty"`` (default) leaves
+    the training set and model unchanged and gives reward ``invalid_action_penalty``, with
+    ``info["invalid_action"] = True``, so RL libraries without action masking can train on the raw env;
+    ``"raise"`` raises ``ValueError``. ``action_masks()`` returns the mask as sb3-contrib's maskable algorithms expect
+    (repeated k times for ``MultiDiscrete``).
+
+    ## Observation Space
+
+    A ``Dict`` (float32 unless stated):
+
+    - ``"candidates"``: ``(n_pool, C + 3)`` per pool point: the model's predicted class probabilities (C columns),
+      the margin (top-1 minus top-2 probability), the predictive entropy (nats), and the in-use flag.
+    - ``"action_mask"``: ``MultiBinary(n_pool)`` (int8), 1 where the point can be selected.
+    - ``"theta"``: ``(P,)`` the model parameters (``P = p`` for binary, ``C * p`` multinomial, ``p`` = features + 1
+      for the intercept, which is the last column).
+    - ``"scalars"``: ``(3,)`` the step in the episode, the training-set size (labeled rows plus pseudo-label mass),
+      and the number of selectable pool points.
+
+    The vector env returns each entry as a tensor with a leading batch dimension on ``device``.
+
+    ## Rewards
+
+    ``reward="val_loglik"`` (default): the change in mean validation log-likelihood of the true labels caused by the
+    step. ``"val_accuracy"``: the change in validation accuracy. ``"stability"``: ``-|theta_t - theta_{t-1}|_2``.
+
+    ## Starting State
+
+    Each reset draws the learner's split of the dataset (stratified labeled set, pool, validation, test) from its
+    seed, standardizes the features with statistics of the non-test rows, and fits the model on the labeled set.
+
+    ## Episode End
+
+    Terminated when fewer than k pool points are selectable (only possible in add mode: the pool is used up).
+    Truncated after ``max_steps`` steps. The vector env autoresets as declared in ``metadata["autoreset_mode"]``.
+
+    ## Info
+
+    Per learner: ``test_accuracy``, ``val_accuracy``, ``val_log_likelihood``, ``theta_change``
+    (``|theta_t - theta_{t-1}|_2``), ``train_size``, ``pseudo_label_error`` (mass-weighted mean of
+    ``1 - label[true class]`` over the pseudo-labeled part, 0 when it is empty), ``fit_iterations``,
+    ``fit_grad_norm``, ``fit_converged``, ``invalid_action``, and with ``report_gamma=True`` ``gamma`` (the smallest
+    Hessian eigenvalue at the fit, the strong-convexity constant; it costs an eigendecomposition per step).
+
+    ## Arguments
+
+    - ``num_envs``: number of learners B (vector env only).
+    - ``dataset``: one of ``reciprocal_gym.data.DATASETS`` (``dataset_kwargs`` for the synthetic ones), or give
+      ``X`` and ``y`` arrays, or an explicit ``split={"labeled": (X, y), "pool": ..., "val": ..., "test": ...}``
+      that every learner shares.
+    - ``n_labeled`` (20), ``n_pool``, ``n_val``, ``n_test``: split sizes (defaults: see
+      :func:`reciprocal_gym.data.resolve_sizes`); ``stratify`` (True) the labeled set over classes.
+    - ``label_mode``: ``"soft"`` or ``"hard"``. ``adaptation``: ``"add"``, ``"amend"``, ``"swap"``, ``"expected"``.
+    - ``k`` (1): points selected per step (the pseudo-label mass in expected mode). ``buffer_size``: swap capacity
+      (default ``n_labeled``). ``expected_rate`` (1.0): step size of the mean-field update.
+    - ``lam`` (0.01): ridge strength on the mean loss (>= 0; 0 gives unpenalized fits, which may not exist).
+    - ``reward``: see Rewards. ``max_steps`` (50): truncation.
+    - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
+    - ``device`` ("cpu"), ``dtype`` (``torch.float64``; float32 halves the cost), ``solver``, ``tol``, ``max_iter``:
+      the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic`).
+    - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        autoreset_mode: str = "next_step",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, device, autoreset_mode)
+        self.config = cfg = SelfTrainConfig(**kwargs)
+        self.dtype = resolve_dtype(cfg.dtype)
+        self._fixed_split: Split | None = None
+        if cfg.split is not None:
+            self._fixed_split, self.n_classes = split_from_arrays(cfg.split)
+            self.dataset: Dataset | None = None
+            n_rows = {key: len(self._fixed_split.y[key]) for key in PARTS}
+            self.sizes = resolve_sizes(sum(n_rows.values()), n_rows["labeled"], n_rows["pool"], n_rows["val"],
+                                       n_rows["test"])
+            self.n_features = self._fixed_split.X["pool"].shape[1]
+        else:
+            if cfg.X is not None:
+                self.dataset = from_arrays(cfg.X, cfg.y)
+            elif cfg.dataset is None:
+                raise ValueError("dataset=None needs X and y arrays or a split")
+            else:
+                self.dataset = load_dataset(cfg.dataset, **(cfg.dataset_kwargs or {}))
+            self.n_classes = self.dataset.n_classes
+            self.sizes = resolve_sizes(self.dataset.n_samples, cfg.n_labeled, cfg.n_pool, cfg.n_val, cfg.n_test)
+            self.n_features = self.dataset.n_features + 1
+        self.n_pool = self.sizes.n_pool
+        self.k = int(cfg.k)
+        if self.k > self.n_pool:
+            raise ValueError(f"k={self.k} is not allowed; it must be <= n_pool={self.n_pool}")
+        self.buffer_size = int(cfg.buffer_size if cfg.buffer_size is not None else self.sizes.n_labeled)
+        if cfg.adaptation == "swap" and not (self.k <= self.buffer_size <= self.n_pool - self.k):
+            raise ValueError(
+                f"buffer_size={self.buffer_size} is not allowed with k={self.k} and n_pool={self.n_pool}; "
+                f"swap needs k <= buffer_size <= n_pool - k"
+            )
+        self.n_params = n_params(self.n_features, self.n_classes)
+        self._build_spaces()
+        B, dev, dt = self.num_envs, self.device, self.dtype
+        self._data = {
+            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), self.n_features, dtype=dt, device=dev)
+            for part in PARTS
+        }
+        self._labels = {
+            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
+        }
+        self._labeled_onehot = torch.zeros(B, self.sizes.n_labeled, self.n_classes, dtype=dt, device=dev)
+        self.state = ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev)
+        self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
+        self._metrics = {
+            key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
+        }
+
+    # ----- spaces ---------------------------------------------------------------------------------------------
+    def _build_spaces(self) -> None:
+        C, n = self.n_classes, self.n_pool
+        high = np.ones(C + 3, dtype=np.float32)
+        high[C + 1] = np.float32(math.log(C)) + np.float32(1e-5)
+        cand_high = np.broadcast_to(high, (n, C + 3)).copy()
+        max_size = self.sizes.n_labeled + max(self.n_pool, self.k)
+        self.single_observation_space = spaces.Dict(
+            {
+                "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
+                "action_mask": spaces.MultiBinary(n),
+                "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
+                "scalars": spaces.Box(
+                    0.0, np.array([self.config.max_steps, max_size, n], dtype=np.float32), dtype=np.float32
+                ),
+            }
+        )
+        if self.config.adaptation == "expected":
+            self.single_action_space: spaces.Space = spaces.Box(0.0, 1.0, (n,), dtype=np.float32)
+        elif self.k == 1:
+            self.single_action_space = spaces.Discrete(n)
+        else:
+            self.single_action_space = spaces.MultiDiscrete(np.full(self.k, n, dtype=np.int64))
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    # ----- episode start --------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        for i, rng in rngs.items():
+            split = self._fixed_split
+            if split is None:
+                split = make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
+            for part in PARTS:
+                self._data[part][i] = torch.as_tensor(split.X[part], dtype=self.dtype, device=self.device)
+                self._labels[part][i] = torch.as_tensor(split.y[part], device=self.device)
+        self._labeled_onehot = torch.nn.functional.one_hot(self._labels["labeled"], self.n_classes).to(self.dtype)
+        empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
+                                      self.device)
+        self.state = self.state.where(rows, empty)
+        fit = self._refit(rows)
+        self._update_predictions(rows)
+        zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
+        return self._step_info(fit, zero, torch.zeros_like(rows))
+
+    # ----- the reciprocal step ----------------------------------------------------------------------------------
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        selection, valid = self._check_actions(actions, rows)
+        update = rows & valid
+        invalid = rows & ~valid
+        if cfg.invalid_action == "raise" and bool(invalid.any()):
+            learners = torch.nonzero(invalid).squeeze(1).tolist()
+            raise ValueError(
+                f"action selects pool points the action_mask forbids (already in use, or repeated) for learners "
+                f"{learners[:10]}; with invalid_action='raise' only masked-in, distinct indices are allowed "
+                "(use invalid_action='penalty' to get a penalty reward instead)"
+            )
+        labels = adapt.pseudo_labels(self._pool_probs, cfg.label_mode)
+        state = self.state
+        if cfg.adaptation == "add":
+            moved = adapt.add(state, selection, labels)
+        elif cfg.adaptation == "amend":
+            moved = adapt.amend(state, selection, labels)
+        elif cfg.adaptation == "swap":
+            moved = adapt.swap(state, selection, labels, self.buffer_size)
+        else:
+            moved = adapt.expected(state, selection, labels, float(self.k), float(cfg.expected_rate))
+        moved = moved.replace(step=moved.step + 1)
+        # a rejected action leaves the training set and model as they were, but the step still counts
+        counted = state.replace(step=state.step + 1)
+        self.state = state.where(invalid, counted).where(update, moved)
+        previous_theta = state.theta
+        previous = dict(self._metrics)
+        fit = self._refit(update)
+        self._update_predictions(update)
+        theta_change = (self.state.theta - previous_theta).norm(dim=1)
+        if cfg.reward == "val_loglik":
+            gain = self._metrics["val_log_likelihood"] - previous["val_log_likelihood"]
+        elif cfg.reward == "val_accuracy":
+            gain = self._metrics["val_accuracy"] - previous["val_accuracy"]
+        else:
+            gain = -theta_change
+        reward = torch.where(update, gain, torch.zeros_like(gain))
+        reward = torch.where(invalid, torch.full_like(gain, cfg.invalid_action_penalty), reward)
+        n_selectable = adapt.selectable(self.state, cfg.adaptation).sum(1)
+        terminated = rows & (n_selectable < self.k)
+        truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
+        return reward, terminated, truncated, self._step_info(fit, theta_change, invalid)
+
+    def _check_actions(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Check actions against the action space (errors) and the mask (validity per learner)."""
+        B, n = self.num_envs, self.n_pool
+        a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, Tensor) else actions, device=self.device)
+        if self.config.adaptation == "expected":
+            if a.shape != (B, n) or not a.is_floating_point():
+                raise ValueError(
+                    f"action must be a float array of shape ({B}, {n}) (one selection distribution over the pool "
+                    f"per learner), got dtype {a.dtype} and shape {tuple(a.shape)}"
+                )
+            a = a.to(self.dtype)
+            if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
+                raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
+            total = a.sum(1, keepdim=True)
+            if bool((rows & (total.squeeze(1) <= 0)).any()):
+                raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
+            return a / torch.where(total > 0, total, 1.0), torch.ones_like(rows)
+        expected_shape = (B,) if self.k == 1 else (B, self.k)
+        if tuple(a.shape) != expected_shape or a.is_floating_point() or a.dtype == torch.bool:
+            what = "one pool index" if self.k == 1 else f"{self.k} pool indices"
+            raise ValueError(
+                f"action must be an integer array of shape {expected_shape} ({what} per learner), "
+                f"got dtype {a.dtype} and shape {tuple(a.shape)}"
+            )
+        a = a.to(torch.int64).view(B, self.k)
+        if bool(((a < 0) | (a >= n)).any()):
+            raise ValueError(f"action indices must be in [0, {n}) (n_pool={n}); got values in "
+                             f"[{int(a.min())}, {int(a.max())}]")
+        allowed = adapt.selectable(self.state, self.config.adaptation).gather(1, a).all(1)
+        if self.k > 1:
+            ordered = a.sort(1).values
+            allowed = allowed & (ordered[:, 1:] != ordered[:, :-1]).all(1)
+        return a, allowed | ~rows
+
+    # ----- ERM and predictions --------------------------------------------------------------------------------
+    def _training_atoms(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
+
+        In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
+        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
+        state = self.state
+        rows = idx.unsqueeze(1)
+        if self.config.adaptation == "expected":
+            pool_X, weight, label = self._data["pool"][idx], state.weight[idx], state.label[idx]
+        else:
+            in_use = state.in_use[idx]
+            count = in_use.sum(1)
+            m = int(count.max()) if len(idx) else 0
+            slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
+            order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
+            order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
+            order = order[:, :m]
+            filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
+            pool_X = self._data["pool"][rows, order]
+            weight = torch.where(filled, state.weight[rows, order], 0.0)
+            label = state.label[rows, order]
+        X = torch.cat([self._data["labeled"][idx], pool_X], dim=1)
+        ones = torch.ones(len(idx), self.sizes.n_labeled, dtype=self.dtype, device=self.device)
+        w = torch.cat([ones, weight], dim=1)
+        Q = torch.cat([self._labeled_onehot[idx], label], dim=1)
+        return X, w, Q
+
+    def _refit(self, rows: Tensor) -> dict[str, Tensor]:
+        """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""
+        cfg = self.config
+        B = self.num_envs
+        report = {
+            "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
+            "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
+            "fit_converged": torch.ones(B, dtype=torch.bool, device=self.device),
+        }
+        if cfg.report_gamma:
+            report["gamma"] = torch.full((B,), float(cfg.lam), dtype=self.dtype, device=self.device)
+        idx = torch.nonzero(rows).squeeze(1)
+        if len(idx) == 0:
+            return report
+        X, w, Q = self._training_atoms(idx)
+        fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta[idx], tol=cfg.tol,
+                                 max_iter=cfg.max_iter, solver=cfg.solver, compute_gamma=cfg.report_gamma)
+        theta = self.state.theta.index_copy(0, idx, fit.theta)
+        self.state = self.state.replace(theta=theta)
+        report["fit_iterations"] = report["fit_iterations"].index_copy(0, idx, fit.iterations)
+        report["fit_grad_norm"] = report["fit_grad_norm"].index_copy(0, idx, fit.grad_norm)
+        report["fit_converged"] = report["fit_converged"].index_copy(0, idx, fit.converged)
+        if cfg.report_gamma:
+            report["gamma"] = report["gamma"].index_copy(0, idx, fit.gamma)
+        return report
+
+    def _update_predictions(self, rows: Tensor) -> None:
+        """Recompute pool probabilities and validation / test metrics for learners ``rows``."""
+        theta = self.state.theta
+        C = self.n_classes
+        pool = predict_proba(self._data["pool"], theta, C)
+        self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
+        val = predict_proba(self._data["val"], theta, C)
+        true_p = val.gather(2, self._labels["val"].unsqueeze(-1)).squeeze(-1)
+        tiny = torch.finfo(self.dtype).tiny
+        metrics = {
+            "val_log_likelihood": true_p.clamp_min(tiny).log().mean(1),
+            "val_accuracy": (val.argmax(-1) == self._labels["val"]).to(self.dtype).mean(1),
+            "test_accuracy": (
+                predict_proba(self._data["test"], theta, C).argmax(-1) == self._labels["test"]
+            ).to(self.dtype).mean(1),
+        }
+        for key, value in metrics.items():
+            self._metrics[key] = torch.where(rows, value, self._metrics[key])
+
+    # ----- outputs --------------------------------------------------------------------------------------------
+    def _train_size(self) -> Tensor:
+        return self.sizes.n_labeled + self.state.weight.sum(1)
+
+    def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
+        state = self.state
+        mass = state.weight.sum(1)
+        true_label_prob = state.label.gather(2, self._labels["pool"].unsqueeze(-1)).squeeze(-1)
+        wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+        pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
+        return {
+            **self._metrics,
+            "theta_change": theta_change,
+            "train_size": self._train_size(),
+            "pseudo_label_error": pseudo_error,
+            **fit,
+            "invalid_action": invalid,
+        }
+
+    def _observe(self) -> dict[str, Tensor]:
+        probs = self._pool_probs
+        top2 = probs.topk(2, dim=-1).values
+        margin = top2[..., 0] - top2[..., 1]
+        entropy = -torch.special.xlogy(probs, probs).sum(-1)
+        in_use = self.state.in_use.to(self.dtype)
+        candidates = torch.cat([probs, margin.unsqueeze(-1), entropy.unsqueeze(-1), in_use.unsqueeze(-1)], -1)
+        mask = adapt.selectable(self.state, self.config.adaptation)
+        scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
+        return {
+            "candidates": candidates.float(),
+            "action_mask": mask.to(torch.int8),
+            "theta": self.state.theta.float(),
+            "scalars": scalars.float(),
+        }
+
+    def action_masks(self) -> Tensor:
+        """(B, n_pool) bool mask of selectable points ((B, k * n_pool) for k > 1), for maskable algorithms."""
+        mask = adapt.selectable(self.state, self.config.adaptation)
+        if self.config.adaptation != "expected" and self.k > 1:
+            mask = mask.repeat(1, self.k)
+        return mask
+
+
+class SelfTrainEnv(SingleEnv):
+    __doc__ = SelfTrainVectorEnv.__doc__
+    vector_class = SelfTrainVectorEnv
+
+    @property
+    def config(self) -> SelfTrainConfig:
+        return self.vector_env.config
+
+
+def register_self_train() -> None:
+    if "Reciprocal-SelfTrain-v0" not in gym.registry:
+        gym.register(
+            id="Reciprocal-SelfTrain-v0",
+            entry_point="reciprocal_gym.envs.self_train:SelfTrainEnv",
+            vector_entry_point="reciprocal_gym.envs.self_train:SelfTrainVectorEnv",
+        )

@@ -1,0 +1,12 @@
+"""Batched empirical risk minimisers (the parameter-selection half of reciprocal learning)."""
+
+from reciprocal_gym.learners.logistic import (
+    SOLVERS,
+    FitResult,
+    default_tol,
+    fit_ridge_logistic,
+    n_params,
+    predict_proba,
+)
+
+__all__ = ["SOLVERS", "FitResult", "default_tol", "fit_ridge_logistic", "n_params", "predict_proba"]

@@ -1,0 +1,327 @@
+"""Batched ridge-regularized logistic regression (binary and multinomial) in torch.
+
+B learners are fitted at once. Learner ``b`` minimises the weighted mean cross-entropy over its atoms plus a ridge
+penalty on all parameters (the intercept is a feature column of ones and is penalized like the rest):
+
+    f_b(theta) = sum_i a_bi * CE(q_bi, p_theta(x_bi)) + lam / 2 * |theta|^2,   a_bi = w_bi / sum_j w_bj,
+
+with soft labels ``q_bi`` (a probability vector per atom). An empty training set (all weights zero) leaves only the
+penalty, so theta = 0. With ``lam > 0`` the objective is ``lam``-strongly convex and every fit has one finite
+minimiser, also for one-class training sets.
+
+Parametrization. Binary (C = 2): one weight vector, ``P = p`` parameters, ``p_theta(y=1|x) = sigmoid(x . theta)``.
+Multinomial (C > 2): one row per class, ``P = C * p`` parameters stored class-major (``theta.view(B, C, p)``),
+``p_theta(y|x) = softmax(Theta x)``. This is scikit-learn's parametrization; with the objective above,
+scikit-learn's ``LogisticRegression(C=1 / (lam * sum(w)), fit_intercept=False)`` on the same columns has the same
+minimiser.
+
+Solvers. ``"newton"``: warm-started Newton, Cholesky solves of the (B, P, P) Hessians, Armijo backtracking.
+``"newton-cg"``: truncated Newton where each step solves H d = -g by conjugate gradients with Hessian-vector
+products (O(n C p) each) and a block-Jacobi preconditioner (one p x p Cholesky per class). Full multinomial Newton
+costs O(n C^2 p^2) per Hessian and O((C p)^3) per solve (650 x 650 on digits); Newton-CG reaches the same gradient
+tolerance at a fraction of that. ``"auto"`` picks Newton for binary problems and for C * p <= 128, else Newton-CG.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+SOLVERS = ("auto", "newton", "newton-cg")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of a batched fit; every field has a leading batch dimension B."""
+
+    theta: Tensor
+    """(B, P) fitted parameters."""
+    iterations: Tensor
+    """(B,) Newton iterations used."""
+    grad_norm: Tensor
+    """(B,) Euclidean norm of the objective's gradient at exit."""
+    converged: Tensor
+    """(B,) True where ``grad_norm <= tol``."""
+    gamma: Tensor | None
+    """(B,) smallest eigenvalue of the Hessian at exit (strong-convexity constant), or None if not asked for."""
+
+
+def default_tol(dtype: torch.dtype) -> float:
+    """Gradient-norm tolerance that the dtype can reach: 1e-8 for float64, 1e-5 for float32."""
+    return 1e-8 if dtype == torch.float64 else 1e-5
+
+
+def n_params(n_features: int, n_classes: int) -> int:
+    """Number of parameters P for ``n_features`` columns (intercept included) and ``n_classes`` classes."""
+    return n_features if n_classes == 2 else n_classes * n_features
+
+
+def predict_proba(X: Tensor, theta: Tensor, n_classes: int) -> Tensor:
+    """Class probabilities (B, n, C) for atoms X of shape (B, n, p) or shared (n, p) and theta (B, P)."""
+    logits = _logits(X, theta, n_classes)
+    if n_classes == 2:
+        p1 = torch.sigmoid(logits)
+        return torch.stack((1.0 - p1, p1), dim=-1)
+    return torch.softmax(logits, dim=-1)
+
+
+def _logits(X: Tensor, theta: Tensor, n_classes: int) -> Tensor:
+    """(B, n) logits for binary, (B, n, C) for multinomial."""
+    B = theta.shape[0]
+    if n_classes == 2:
+        if X.dim() == 2:
+            return theta @ X.T
+        return torch.bmm(X, theta.unsqueeze(-1)).squeeze(-1)
+    W = theta.view(B, n_classes, -1)
+    if X.dim() == 2:
+        return torch.einsum("np,bcp->bnc", X, W)
+    return torch.bmm(X, W.transpose(1, 2))
+
+
+def _xt_times(X: Tensor, R: Tensor) -> Tensor:
+    """X^T R per learner: R (B, n) -> (B, p); R (B, n, C) -> (B, C, p)."""
+    if R.dim() == 2:
+        if X.dim() == 2:
+            return R @ X
+        return torch.bmm(R.unsqueeze(1), X).squeeze(1)
+    if X.dim() == 2:
+        return torch.einsum("bnc,np->bcp", R, X)
+    return torch.bmm(R.transpose(1, 2), X)
+
+
+def _weighted_gram(X: Tensor, s: Tensor) -> Tensor:
+    """sum_i s_bi x_i x_i^T for s (B, n): (B, p, p)."""
+    if X.dim() == 2:
+        return torch.einsum("bn,np,nq->bpq", s, X, X)
+    return torch.bmm(X.transpose(1, 2), X * s.unsqueeze(-1))
+
+
+class _Problem:
+    """The objective of B learners on fixed data; theta-independent pieces computed once."""
+
+    def __init__(self, X: Tensor, weights: Tensor, targets: Tensor, lam: float) -> None:
+        self.X = X
+        self.C = targets.shape[-1]
+        self.p = X.shape[-1]
+        total = weights.sum(dim=1, keepdim=True)
+        self.a = weights / torch.where(total > 0, total, torch.ones_like(total))
+        self.Q = targets
+        self.lam = lam
+
+    def subset(self, idx: Tensor) -> _Problem:
+        """The problem of learners ``idx`` only."""
+        sub = object.__new__(_Problem)
+        sub.X = self.X if self.X.dim() == 2 else self.X[idx]
+        sub.C, sub.p, sub.lam = self.C, self.p, self.lam
+        sub.a, sub.Q = self.a[idx], self.Q[idx]
+        return sub
+
+    def value(self, theta: Tensor) -> Tensor:
+        z = _logits(self.X, theta, self.C)
+        if self.C == 2:
+            loss = torch.nn.functional.softplus(z) - self.Q[..., 1] * z
+        else:
+            loss = torch.logsumexp(z, dim=-1) - (self.Q * z).sum(-1)
+        return (self.a * loss).sum(1) + 0.5 * self.lam * (theta * theta).sum(1)
+
+    def probs_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        z = _logits(self.X, theta, self.C)
+        B = theta.shape[0]
+        if self.C == 2:
+            s = torch.sigmoid(z)
+            g = _xt_times(self.X, self.a * (s - self.Q[..., 1]))
+            return s, g + self.lam * theta
+        S = torch.softmax(z, dim=-1)
+        G = _xt_times(self.X, self.a.unsqueeze(-1) * (S - self.Q))
+        return S, G.reshape(B, -1) + self.lam * theta
+
+    def hessian(self, probs: Tensor) -> Tensor:
+        """Full (B, P, P) Hessian at the point whose probabilities are ``probs``."""
+        B, P = probs.shape[0], n_params(self.p, self.C)
+        eye = torch.eye(P, dtype=probs.dtype, device=probs.device)
+        if self.C == 2:
+            return _weighted_gram(self.X, self.a * probs * (1.0 - probs)) + self.lam * eye
+        C, p = self.C, self.p
+        H = probs.new_zeros(B, C, p, C, p)
+        aS = self.a.unsqueeze(-1) * probs
+        for c in range(C):
+            for d in range(c, C):
+                coef = -aS[..., c] * probs[..., d]
+                if c == d:
+                    coef = coef + aS[..., c]
+                block = _weighted_gram(self.X, coef)
+                H[:, c, :, d, :] = block
+                if d != c:
+                    H[:, d, :, c, :] = block.transpose(1, 2)
+        return H.reshape(B, P, P) + self.lam * eye
+
+    def hvp(self, probs: Tensor, V: Tensor) -> Tensor:
+        """Multinomial Hessian-vector products H v for V (B, P)."""
+        B = V.shape[0]
+        U = _logits(self.X, V, self.C)  # (B, n, C)
+        R = probs * (U - (probs * U).sum(-1, keepdim=True))
+        return _xt_times(self.X, self.a.unsqueeze(-1) * R).reshape(B, -1) + self.lam * V
+
+    def block_preconditioner(self, probs: Tensor) -> Tensor:
+        """Cholesky factors (B, C, p, p) of the class-diagonal Hessian blocks."""
+        B, C, p = probs.shape[0], self.C, self.p
+        coef = self.a.unsqueeze(-1) * probs * (1.0 - probs)  # (B, n, C)
+        coef = coef.permute(0, 2, 1).reshape(B * C, -1)
+        X = self.X
+        if X.dim() == 3:
+            X = X.repeat_interleave(C, dim=0)
+        blocks = _weighted_gram(X, coef) + self.lam * torch.eye(p, dtype=probs.dtype, device=probs.device)
+        return _cholesky_jittered(blocks).view(B, C, p, p)
+
+
+def _cholesky_jittered(H: Tensor) -> Tensor:
+    """Cholesky factor of each SPD matrix; matrices that fail (singular, lam = 0) get growing diagonal jitter."""
+    L, info = torch.linalg.cholesky_ex(H)
+    if not bool((info > 0).any()):
+        return L
+    P = H.shape[-1]
+    eye = torch.eye(P, dtype=H.dtype, device=H.device)
+    scale = H.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1.0)
+    eps = torch.finfo(H.dtype).eps
+    for power in range(0, 12):
+        bad = info > 0
+        if not bool(bad.any()):
+            break
+        jitter = (scale[bad] * eps * 10.0 ** (power + 2)).view(-1, 1, 1)
+        Lb, info_b = torch.linalg.cholesky_ex(H[bad] + jitter * eye)
+        L[bad] = Lb
+        info[bad] = info_b
+    return L
+
+
+def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
+    """Batched preconditioned CG on H d = -g with the Eisenstat-Walker forcing term min(0.5, sqrt|g|)."""
+    B, C, p = g.shape[0], problem.C, problem.p
+    L = problem.block_preconditioner(probs)
+
+    def precondition(r: Tensor) -> Tensor:
+        rhs = r.view(B, C, p, 1)
+        return torch.cholesky_solve(rhs, L).view(B, -1)
+
+    gnorm = g.norm(dim=1)
+    target = torch.minimum(torch.full_like(gnorm, 0.5), gnorm.sqrt()) * gnorm
+    d = torch.zeros_like(g)
+    r = -g
+    z = precondition(r)
+    direction = z.clone()
+    rz = (r * z).sum(1)
+    active = r.norm(dim=1) > target
+    for _ in range(max_cg):
+        if not bool(active.any()):
+            break
+        Hp = problem.hvp(probs, direction)
+        curvature = (direction * Hp).sum(1)
+        alpha = torch.where(active, rz / torch.where(curvature > 0, curvature, torch.ones_like(curvature)), 0.0)
+        d = d + alpha.unsqueeze(1) * direction
+        r = r - alpha.unsqueeze(1) * Hp
+        active = active & (r.norm(dim=1) > target) & (curvature > 0)
+        z = precondition(r)
+        rz_new = (r * z).sum(1)
+        beta = torch.where(active, rz_new / torch.where(rz != 0, rz, torch.ones_like(rz)), 0.0)
+        direction = z + beta.unsqueeze(1) * direction
+        rz = rz_new
+    return d
+
+
+def fit_ridge_logistic(
+    X: Tensor,
+    weights: Tensor,
+    targets: Tensor,
+    lam: float,
+    theta0: Tensor | None = None,
+    tol: float | None = None,
+    max_iter: int = 50,
+    solver: str = "auto",
+    compute_gamma: bool = True,
+    max_cg: int = 200,
+) -> FitResult:
+    """Fit B ridge-logistic learners at once.
+
+    Args:
+        X: atoms, (B, n, p) per learner or (n, p) shared by all learners; include an intercept column if wanted.
+        weights: (B, n) non-negative sample weights; zero-weight atoms do not count.
+        targets: (B, n, C) soft labels, each row a probability vector (C >= 2).
+        lam: ridge strength (>= 0) on the mean loss; gamma >= lam.
+        theta0: (B, P) warm start; zeros if None.
+        tol: stop a learner when the gradient norm is <= tol (default: :func:`default_tol`).
+        max_iter: cap on Newton iterations.
+        solver: "auto", "newton" or "newton-cg" (multinomial only; binary always uses Newton).
+        compute_gamma: also report the smallest Hessian eigenvalue at exit.
+        max_cg: cap on conjugate-gradient iterations per Newton-CG step.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r} is not allowed; choose one of {SOLVERS}")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam={lam!r} is not allowed; lam must be a finite number >= 0")
+    if max_iter < 1:
+        raise ValueError(f"max_iter={max_iter!r} is not allowed; it must be >= 1")
+    if targets.dim() != 3 or targets.shape[-1] < 2:
+        raise ValueError(f"targets must have shape (B, n, C) with C >= 2, got {tuple(targets.shape)}")
+    B, n, C = targets.shape
+    p = X.shape[-1]
+    if weights.shape != (B, n) or X.shape[-2] != n or (X.dim() == 3 and X.shape[0] != B):
+        raise ValueError(
+            f"shapes do not agree: X {tuple(X.shape)}, weights {tuple(weights.shape)}, targets {tuple(targets.shape)}"
+        )
+    tol = default_tol(X.dtype) if tol is None else tol
+    P = n_params(p, C)
+    if solver == "auto":
+        solver = "newton" if (C == 2 or C * p <= 128) else "newton-cg"
+    if C == 2:
+        solver = "newton"
+    problem = _Problem(X, weights, targets, float(lam))
+    theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
+    iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
+    eps = torch.finfo(X.dtype).eps
+    probs, g = problem.probs_and_grad(theta)
+    active = g.norm(dim=1) > tol
+    for _ in range(max_iter):
+        idx = torch.nonzero(active).squeeze(1)
+        if len(idx) == 0:
+            break
+        # work on the learners still above tolerance only; the others keep their theta
+        sub = problem if len(idx) == B else problem.subset(idx)
+        th, pr, gr = theta[idx], probs[idx], g[idx]
+        if solver == "newton":
+            d = -torch.cholesky_solve(gr.unsqueeze(-1), _cholesky_jittered(sub.hessian(pr))).squeeze(-1)
+        else:
+            d = _pcg(sub, pr, gr, max_cg)
+        f0 = sub.value(th)
+        slope = (gr * d).sum(1)
+        slack = 10.0 * eps * f0.abs().clamp_min(1.0)
+        t = torch.ones_like(f0)
+        accepted = torch.zeros_like(f0, dtype=torch.bool)
+        for _ in range(40):
+            f_new = sub.value(th + t.unsqueeze(1) * d)
+            accepted = accepted | ((f_new <= f0 + 1e-4 * t * slope + slack) & torch.isfinite(f_new))
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, 0.5 * t)
+        t = torch.where(accepted, t, torch.zeros_like(t))
+        th = th + t.unsqueeze(1) * d
+        pr, gr = sub.probs_and_grad(th)
+        theta = theta.index_copy(0, idx, th)
+        probs = probs.index_copy(0, idx, pr)
+        g = g.index_copy(0, idx, gr)
+        iterations = iterations.index_add(0, idx, torch.ones_like(idx))
+        # a learner whose line search found no decrease has stalled at rounding level: stop it
+        still = accepted & (gr.norm(dim=1) > tol)
+        active = torch.zeros_like(active).index_copy(0, idx, still)
+    gnorm = g.norm(dim=1)
+    gamma = None
+    if compute_gamma:
+        if C == 2:
+            gamma = torch.linalg.eigvalsh(problem.hessian(probs))[:, 0]
+        else:
+            # Softmax is invariant to adding one vector v to every class row, so the loss Hessian annihilates
+            # (v, ..., v) and is PSD: the smallest eigenvalue of the full Hessian is exactly lam.
+            gamma = torch.full((B,), float(lam), dtype=X.dtype, device=X.device)
+    return FitResult(theta=theta, iterations=iterations, grad_norm=gnorm, converged=gnorm <= tol, gamma=gamma)
