@@ -87,23 +87,26 @@ def test_split_is_a_seeded_partition_with_non_test_standardization():
     s3 = make_split(ds, sizes, np.random.default_rng(8))
     rows = np.concatenate([s1.rows[k] for k in ("labeled", "pool", "val", "test")])
     assert sorted(rows) == list(range(ds.n_samples))
-    for key in s1.X:
-        np.testing.assert_array_equal(s1.X[key], s2.X[key])
+    for key in s1.rows:
+        np.testing.assert_array_equal(s1.rows[key], s2.rows[key])
+        np.testing.assert_array_equal(s1.y[key], ds.y[s1.rows[key]])
     assert not np.array_equal(s1.rows["pool"], s3.rows["pool"])
     assert sorted(np.unique(s1.y["labeled"])) == [0, 1, 2]  # stratified: every class labeled
-    non_test = np.vstack([s1.X[k] for k in ("labeled", "pool", "val")])[:, :-1]
+    non_test = np.vstack([s1.features(ds.X, k) for k in ("labeled", "pool", "val")])[:, :-1]
     np.testing.assert_allclose(non_test.mean(0), 0.0, atol=1e-12)
     np.testing.assert_allclose(non_test.std(0), 1.0, atol=1e-12)
-    assert np.all(s1.X["test"][:, -1] == 1.0)  # intercept column
-    assert abs(s1.X["test"][:, :-1].mean()) > 1e-6  # test rows do not enter the statistics
+    test = s1.features(ds.X, "test")
+    assert np.all(test[:, -1] == 1.0)  # intercept column
+    assert abs(test[:, :-1].mean()) > 1e-6  # test rows do not enter the statistics
 
 
 def test_explicit_split_from_arrays():
     rng = np.random.default_rng(0)
     parts = {k: (rng.normal(size=(n, 3)), rng.integers(0, 2, n)) for k, n in
              [("labeled", 6), ("pool", 20), ("val", 10), ("test", 10)]}
-    split, C = split_from_arrays(parts)
-    assert C == 2 and split.X["pool"].shape == (20, 4)
+    ds, split = split_from_arrays(parts)
+    assert ds.n_classes == 2 and split.features(ds.X, "pool").shape == (20, 4)
+    np.testing.assert_array_equal(split.rows["pool"], np.arange(6, 26))
     with pytest.raises(ValueError, match="keys"):
         split_from_arrays({"labeled": parts["labeled"]})
     bad = dict(parts, pool=(np.full((20, 3), np.nan), parts["pool"][1]))

@@ -83,12 +83,20 @@ def resolve_sizes(
 
 @dataclass(frozen=True)
 class Split:
-    """One learner's data: standardized features with an intercept column, and integer labels per part."""
+    """One learner's split: row numbers into the dataset per part, labels, and standardization statistics.
 
-    X: dict[str, np.ndarray]
+    Features are not copied per learner; :meth:`features` builds a part's standardized rows (intercept last).
+    """
+
+    rows: dict[str, np.ndarray]
     y: dict[str, np.ndarray]
-    rows: dict[str, np.ndarray] | None
-    """Row numbers into the dataset per part (None for a split given as arrays)."""
+    mean: np.ndarray
+    scale: np.ndarray
+
+    def features(self, X: np.ndarray, part: str) -> np.ndarray:
+        """Standardized rows of ``part`` with an intercept column of ones appended; ``X`` is the dataset's X."""
+        z = (X[self.rows[part]] - self.mean) / self.scale
+        return np.hstack([z, np.ones((len(z), 1))])
 
 
 def _stratified_head(y: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
@@ -104,16 +112,11 @@ def _stratified_head(y: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
-def _standardize(parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    fit_rows = np.concatenate([parts[k] for k in ("labeled", "pool", "val")])
-    mean = fit_rows.mean(axis=0)
+def _statistics(X: np.ndarray, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the non-test rows (labeled + pool + validation); a constant feature keeps scale 1."""
+    fit_rows = X[np.concatenate([rows[k] for k in ("labeled", "pool", "val")])]
     scale = fit_rows.std(axis=0)
-    scale = np.where(scale > 1e-12, scale, 1.0)
-    out = {}
-    for key, value in parts.items():
-        z = (value - mean) / scale
-        out[key] = np.hstack([z, np.ones((len(z), 1))])
-    return out
+    return fit_rows.mean(axis=0), np.where(scale > 1e-12, scale, 1.0)
 
 
 def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, stratify: bool = True) -> Split:
@@ -136,39 +139,36 @@ def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, st
         "val": rest[bounds[0] : bounds[1]],
         "test": rest[bounds[1] : bounds[2]],
     }
-    X = _standardize({k: dataset.X[v] for k, v in rows.items()})
-    y = {k: dataset.y[v] for k, v in rows.items()}
-    return Split(X=X, y=y, rows=rows)
+    mean, scale = _statistics(dataset.X, rows)
+    return Split(rows=rows, y={k: dataset.y[v] for k, v in rows.items()}, mean=mean, scale=scale)
 
 
-def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Split, int]:
+def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Dataset, Split]:
     """A fixed split given by the user: ``{"labeled": (X, y), "pool": (X, y), "val": (X, y), "test": (X, y)}``.
 
-    Labels are recoded jointly over all parts. Returns the split and the number of classes.
+    Returns the parts stacked as one dataset (labels recoded jointly) and the split into it.
     """
     if not isinstance(parts, dict) or set(parts) != set(PARTS):
         got = sorted(parts) if isinstance(parts, dict) else type(parts).__name__
         raise ValueError(f"split must be a dict with exactly the keys {PARTS}, each an (X, y) pair; got {got}")
-    checked = {}
+    arrays = []
     for key in PARTS:
         pair = parts[key]
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"split[{key!r}] must be an (X, y) pair")
-        Xk = np.asarray(pair[0], dtype=np.float64)
-        yk = np.asarray(pair[1])
+        Xk, yk = np.asarray(pair[0], dtype=np.float64), np.asarray(pair[1])
         if Xk.ndim != 2 or len(Xk) == 0:
             raise ValueError(f"split[{key!r}] X must be a non-empty 2-D array, got shape {Xk.shape}")
         if not np.isfinite(Xk).all():
             raise ValueError(f"split[{key!r}] X contains NaN or inf; all feature values must be finite")
         if yk.ndim != 1 or len(yk) != len(Xk):
             raise ValueError(f"split[{key!r}]: X has {len(Xk)} rows but y has shape {yk.shape}")
-        checked[key] = (Xk, yk)
-    widths = {k: v[0].shape[1] for k, v in checked.items()}
+        arrays.append((Xk, yk))
+    widths = {k: a[0].shape[1] for k, a in zip(PARTS, arrays, strict=True)}
     if len(set(widths.values())) != 1:
         raise ValueError(f"split parts must have the same number of features, got {widths}")
-    all_y = np.concatenate([checked[k][1] for k in PARTS])
-    full = from_arrays(np.concatenate([checked[k][0] for k in PARTS]), all_y)
-    bounds = np.cumsum([0] + [len(checked[k][1]) for k in PARTS])
-    X = _standardize({k: full.X[bounds[i] : bounds[i + 1]] for i, k in enumerate(PARTS)})
-    y = {k: full.y[bounds[i] : bounds[i + 1]] for i, k in enumerate(PARTS)}
-    return Split(X=X, y=y, rows=None), full.n_classes
+    full = from_arrays(np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays]), name="split")
+    bounds = np.cumsum([0] + [len(a[1]) for a in arrays])
+    rows = {k: np.arange(bounds[i], bounds[i + 1]) for i, k in enumerate(PARTS)}
+    mean, scale = _statistics(full.X, rows)
+    return full, Split(rows=rows, y={k: full.y[v] for k, v in rows.items()}, mean=mean, scale=scale)

@@ -17,7 +17,6 @@ from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.data import (
     PARTS,
-    Dataset,
     Split,
     from_arrays,
     load_dataset,
@@ -26,7 +25,7 @@ from reciprocal_gym.data import (
     split_from_arrays,
 )
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
-from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, predict_proba
+from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, probs_from_logits, standardized_logits
 
 REWARDS = ("val_loglik", "val_accuracy", "stability")
 INVALID_ACTIONS = ("penalty", "raise")
@@ -202,12 +201,10 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         self.dtype = resolve_dtype(cfg.dtype)
         self._fixed_split: Split | None = None
         if cfg.split is not None:
-            self._fixed_split, self.n_classes = split_from_arrays(cfg.split)
-            self.dataset: Dataset | None = None
-            n_rows = {key: len(self._fixed_split.y[key]) for key in PARTS}
-            self.sizes = resolve_sizes(sum(n_rows.values()), n_rows["labeled"], n_rows["pool"], n_rows["val"],
+            self.dataset, self._fixed_split = split_from_arrays(cfg.split)
+            n_rows = {key: len(rows) for key, rows in self._fixed_split.rows.items()}
+            self.sizes = resolve_sizes(self.dataset.n_samples, n_rows["labeled"], n_rows["pool"], n_rows["val"],
                                        n_rows["test"])
-            self.n_features = self._fixed_split.X["pool"].shape[1]
         else:
             if cfg.X is not None:
                 self.dataset = from_arrays(cfg.X, cfg.y)
@@ -215,9 +212,9 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
                 raise ValueError("dataset=None needs X and y arrays or a split")
             else:
                 self.dataset = load_dataset(cfg.dataset, **(cfg.dataset_kwargs or {}))
-            self.n_classes = self.dataset.n_classes
             self.sizes = resolve_sizes(self.dataset.n_samples, cfg.n_labeled, cfg.n_pool, cfg.n_val, cfg.n_test)
-            self.n_features = self.dataset.n_features + 1
+        self.n_classes = self.dataset.n_classes
+        self.n_features = self.dataset.n_features + 1
         self.n_pool = self.sizes.n_pool
         self.k = int(cfg.k)
         if self.k > self.n_pool:
@@ -231,10 +228,15 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         self.n_params = n_params(self.n_features, self.n_classes)
         self._build_spaces()
         B, dev, dt = self.num_envs, self.device, self.dtype
-        self._data = {
-            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), self.n_features, dtype=dt, device=dev)
-            for part in PARTS
+        d = self.dataset.n_features
+        # the dataset once on the device; each learner holds row numbers and standardization statistics
+        self._base_X = torch.as_tensor(self.dataset.X, dtype=dt, device=dev)
+        self._rows = {
+            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
         }
+        self._mean = torch.zeros(B, d, dtype=dt, device=dev)
+        self._scale = torch.ones(B, d, dtype=dt, device=dev)
+        self._labeled_X = torch.zeros(B, self.sizes.n_labeled, self.n_features, dtype=dt, device=dev)
         self._labels = {
             part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
         }
@@ -278,8 +280,12 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
             if split is None:
                 split = make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
             for part in PARTS:
-                self._data[part][i] = torch.as_tensor(split.X[part], dtype=self.dtype, device=self.device)
+                self._rows[part][i] = torch.as_tensor(split.rows[part], device=self.device)
                 self._labels[part][i] = torch.as_tensor(split.y[part], device=self.device)
+            self._mean[i] = torch.as_tensor(split.mean, dtype=self.dtype, device=self.device)
+            self._scale[i] = torch.as_tensor(split.scale, dtype=self.dtype, device=self.device)
+        self._eval_rows = torch.cat([self._rows["pool"], self._rows["val"], self._rows["test"]], dim=1)
+        self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self._rows["labeled"]), self._labeled_X)
         self._labeled_onehot = torch.nn.functional.one_hot(self._labels["labeled"], self.n_classes).to(self.dtype)
         empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
                                       self.device)
@@ -377,7 +383,8 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         state = self.state
         rows = idx.unsqueeze(1)
         if self.config.adaptation == "expected":
-            pool_X, weight, label = self._data["pool"][idx], state.weight[idx], state.label[idx]
+            pool_X = self._features(self._rows["pool"][idx], idx)
+            weight, label = state.weight[idx], state.label[idx]
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
@@ -387,14 +394,20 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
             order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
             order = order[:, :m]
             filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
-            pool_X = self._data["pool"][rows, order]
+            pool_X = self._features(self._rows["pool"][rows, order], idx)
             weight = torch.where(filled, state.weight[rows, order], 0.0)
             label = state.label[rows, order]
-        X = torch.cat([self._data["labeled"][idx], pool_X], dim=1)
+        X = torch.cat([self._labeled_X[idx], pool_X], dim=1)
         ones = torch.ones(len(idx), self.sizes.n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
         Q = torch.cat([self._labeled_onehot[idx], label], dim=1)
         return X, w, Q
+
+    def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
+        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
+        mean, scale = (self._mean, self._scale) if learners is None else (self._mean[learners], self._scale[learners])
+        z = (self._base_X[rows] - mean.unsqueeze(1)) / scale.unsqueeze(1)
+        return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
 
     def _refit(self, rows: Tensor) -> dict[str, Tensor]:
         """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""
@@ -423,21 +436,31 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         return report
 
     def _update_predictions(self, rows: Tensor) -> None:
-        """Recompute pool probabilities and validation / test metrics for learners ``rows``."""
-        theta = self.state.theta
+        """Recompute pool probabilities and validation / test metrics for learners ``rows``.
+
+        One matrix product gives every learner's logits on every dataset row (the standardization is folded into
+        the parameters); the learners' pool, validation and test rows are then gathered from it."""
         C = self.n_classes
-        pool = predict_proba(self._data["pool"], theta, C)
-        self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
-        val = predict_proba(self._data["val"], theta, C)
+        logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
+        if C == 2:
+            logits = logits.gather(1, self._eval_rows)
+        else:
+            logits = logits.gather(1, self._eval_rows.unsqueeze(-1).expand(-1, -1, C))
+        probs = probs_from_logits(logits, C)
+        n_pool, n_val = self.n_pool, self.sizes.n_val
+        pool, val, test = probs[:, :n_pool], probs[:, n_pool : n_pool + n_val], probs[:, n_pool + n_val :]
         true_p = val.gather(2, self._labels["val"].unsqueeze(-1)).squeeze(-1)
         tiny = torch.finfo(self.dtype).tiny
         metrics = {
             "val_log_likelihood": true_p.clamp_min(tiny).log().mean(1),
             "val_accuracy": (val.argmax(-1) == self._labels["val"]).to(self.dtype).mean(1),
-            "test_accuracy": (
-                predict_proba(self._data["test"], theta, C).argmax(-1) == self._labels["test"]
-            ).to(self.dtype).mean(1),
+            "test_accuracy": (test.argmax(-1) == self._labels["test"]).to(self.dtype).mean(1),
         }
+        if bool(rows.all()):
+            self._pool_probs = pool
+            self._metrics.update(metrics)
+            return
+        self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
         for key, value in metrics.items():
             self._metrics[key] = torch.where(rows, value, self._metrics[key])
 
@@ -462,15 +485,20 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
 
     def _observe(self) -> dict[str, Tensor]:
         probs = self._pool_probs
-        top2 = probs.topk(2, dim=-1).values
-        margin = top2[..., 0] - top2[..., 1]
-        entropy = -torch.special.xlogy(probs, probs).sum(-1)
-        in_use = self.state.in_use.to(self.dtype)
-        candidates = torch.cat([probs, margin.unsqueeze(-1), entropy.unsqueeze(-1), in_use.unsqueeze(-1)], -1)
+        C = self.n_classes
+        candidates = torch.empty(*probs.shape[:2], C + 3, dtype=torch.float32, device=self.device)
+        candidates[..., :C] = probs
+        if C == 2:
+            candidates[..., C] = (probs[..., 1] - probs[..., 0]).abs()
+        else:
+            top2 = probs.topk(2, dim=-1).values
+            candidates[..., C] = top2[..., 0] - top2[..., 1]
+        candidates[..., C + 1] = -torch.special.xlogy(probs, probs).sum(-1)
+        candidates[..., C + 2] = self.state.in_use
         mask = adapt.selectable(self.state, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
         return {
-            "candidates": candidates.float(),
+            "candidates": candidates,
             "action_mask": mask.to(torch.int8),
             "theta": self.state.theta.float(),
             "scalars": scalars.float(),

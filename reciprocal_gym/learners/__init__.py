@@ -7,6 +7,17 @@ from reciprocal_gym.learners.logistic import (
     fit_ridge_logistic,
     n_params,
     predict_proba,
+    probs_from_logits,
+    standardized_logits,
 )
 
-__all__ = ["SOLVERS", "FitResult", "default_tol", "fit_ridge_logistic", "n_params", "predict_proba"]
+__all__ = [
+    "SOLVERS",
+    "FitResult",
+    "default_tol",
+    "fit_ridge_logistic",
+    "n_params",
+    "predict_proba",
+    "probs_from_logits",
+    "standardized_logits",
+]

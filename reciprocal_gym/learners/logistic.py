@@ -61,11 +61,33 @@ def n_params(n_features: int, n_classes: int) -> int:
 
 def predict_proba(X: Tensor, theta: Tensor, n_classes: int) -> Tensor:
     """Class probabilities (B, n, C) for atoms X of shape (B, n, p) or shared (n, p) and theta (B, P)."""
-    logits = _logits(X, theta, n_classes)
+    return probs_from_logits(_logits(X, theta, n_classes), n_classes)
+
+
+def probs_from_logits(logits: Tensor, n_classes: int) -> Tensor:
+    """(B, n, C) probabilities from (B, n) binary or (B, n, C) multinomial logits."""
     if n_classes == 2:
         p1 = torch.sigmoid(logits)
         return torch.stack((1.0 - p1, p1), dim=-1)
     return torch.softmax(logits, dim=-1)
+
+
+def standardized_logits(X: Tensor, theta: Tensor, mean: Tensor, scale: Tensor, n_classes: int) -> Tensor:
+    """Logits of raw rows X (n, d), shared by all learners, under per-learner standardization.
+
+    Learner b sees the features ``(x - mean[b]) / scale[b]`` plus an intercept column (last). Folding the
+    standardization into the parameters gives every learner's logits for every row from one matrix product, without
+    a standardized copy of the data per learner. Returns (B, n) for binary, (B, n, C) for multinomial.
+    """
+    B, d = mean.shape
+    if n_classes == 2:
+        weights = theta[:, :d] / scale
+        bias = theta[:, d] - (weights * mean).sum(1)
+        return weights @ X.T + bias.unsqueeze(1)
+    W = theta.view(B, n_classes, d + 1)
+    weights = W[..., :d] / scale.unsqueeze(1)
+    bias = W[..., d] - (weights * mean.unsqueeze(1)).sum(-1)
+    return (weights.reshape(B * n_classes, d) @ X.T).view(B, n_classes, -1).transpose(1, 2) + bias.unsqueeze(1)
 
 
 def _logits(X: Tensor, theta: Tensor, n_classes: int) -> Tensor:
@@ -120,23 +142,27 @@ class _Problem:
         return sub
 
     def value(self, theta: Tensor) -> Tensor:
-        z = _logits(self.X, theta, self.C)
+        return self._value_from_logits(_logits(self.X, theta, self.C), theta)
+
+    def _value_from_logits(self, z: Tensor, theta: Tensor) -> Tensor:
         if self.C == 2:
             loss = torch.nn.functional.softplus(z) - self.Q[..., 1] * z
         else:
             loss = torch.logsumexp(z, dim=-1) - (self.Q * z).sum(-1)
         return (self.a * loss).sum(1) + 0.5 * self.lam * (theta * theta).sum(1)
 
-    def probs_and_grad(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+    def evaluate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Objective value, probabilities and gradient at theta."""
         z = _logits(self.X, theta, self.C)
+        f = self._value_from_logits(z, theta)
         B = theta.shape[0]
         if self.C == 2:
             s = torch.sigmoid(z)
             g = _xt_times(self.X, self.a * (s - self.Q[..., 1]))
-            return s, g + self.lam * theta
+            return f, s, g + self.lam * theta
         S = torch.softmax(z, dim=-1)
         G = _xt_times(self.X, self.a.unsqueeze(-1) * (S - self.Q))
-        return S, G.reshape(B, -1) + self.lam * theta
+        return f, S, G.reshape(B, -1) + self.lam * theta
 
     def hessian(self, probs: Tensor) -> Tensor:
         """Full (B, P, P) Hessian at the point whose probabilities are ``probs``."""
@@ -195,6 +221,13 @@ def _cholesky_jittered(H: Tensor) -> Tensor:
         L[bad] = Lb
         info[bad] = info_b
     return L
+
+
+def _spd_solve(H: Tensor, g: Tensor) -> Tensor:
+    """Solve H x = g for a batch of SPD matrices via Cholesky and two triangular solves."""
+    L = _cholesky_jittered(H)
+    y = torch.linalg.solve_triangular(L, g.unsqueeze(-1), upper=False)
+    return torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True).squeeze(-1)
 
 
 def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
@@ -281,7 +314,7 @@ def fit_ridge_logistic(
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
     iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
     eps = torch.finfo(X.dtype).eps
-    probs, g = problem.probs_and_grad(theta)
+    f, probs, g = problem.evaluate(theta)
     active = g.norm(dim=1) > tol
     for _ in range(max_iter):
         idx = torch.nonzero(active).squeeze(1)
@@ -289,12 +322,11 @@ def fit_ridge_logistic(
             break
         # work on the learners still above tolerance only; the others keep their theta
         sub = problem if len(idx) == B else problem.subset(idx)
-        th, pr, gr = theta[idx], probs[idx], g[idx]
+        th, pr, gr, f0 = theta[idx], probs[idx], g[idx], f[idx]
         if solver == "newton":
-            d = -torch.cholesky_solve(gr.unsqueeze(-1), _cholesky_jittered(sub.hessian(pr))).squeeze(-1)
+            d = -_spd_solve(sub.hessian(pr), gr)
         else:
             d = _pcg(sub, pr, gr, max_cg)
-        f0 = sub.value(th)
         slope = (gr * d).sum(1)
         slack = 10.0 * eps * f0.abs().clamp_min(1.0)
         t = torch.ones_like(f0)
@@ -307,8 +339,9 @@ def fit_ridge_logistic(
             t = torch.where(accepted, t, 0.5 * t)
         t = torch.where(accepted, t, torch.zeros_like(t))
         th = th + t.unsqueeze(1) * d
-        pr, gr = sub.probs_and_grad(th)
+        fr, pr, gr = sub.evaluate(th)
         theta = theta.index_copy(0, idx, th)
+        f = f.index_copy(0, idx, fr)
         probs = probs.index_copy(0, idx, pr)
         g = g.index_copy(0, idx, gr)
         iterations = iterations.index_add(0, idx, torch.ones_like(idx))

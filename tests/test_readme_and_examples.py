@@ -1,0 +1,40 @@
+"""The README's code blocks and the example scripts run as written."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_python_blocks_run_in_order(tmp_path, monkeypatch):
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 4
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+
+
+def test_readme_quick_start_has_two_commands_and_ci_runs_the_test_command():
+    text = (ROOT / "README.md").read_text()
+    quick = re.search(r"## Quick start.*?```bash\n(.*?)```", text, flags=re.S).group(1).strip().splitlines()
+    assert len(quick) == 2 and "pytest" in quick[1]
+    assert quick[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_quickstart_example_runs_and_writes_results(tmp_path):
+    out = tmp_path / "res.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "self_training_quickstart.py"), "--learners", "4", "--steps", "5",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "softmax" in proc.stdout and "test acc. end" in proc.stdout
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"random", "greedy", "epsilon-greedy", "softmax(tau=0.05)"}
+    assert len(results["greedy"]["test_accuracy_end"]) == 4
