@@ -41,16 +41,14 @@ def selectable(state: ReciprocalState, adaptation: str) -> Tensor:
     return torch.ones_like(state.in_use)
 
 
-def _selection_mask(state: ReciprocalState, index: Tensor) -> Tensor:
-    return torch.zeros_like(state.in_use).scatter_(1, index, True)
-
-
-def _join(state: ReciprocalState, chosen: Tensor, labels: Tensor) -> ReciprocalState:
+def _join(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
+    """Atoms ``index`` (B, k) join with weight 1 and ``labels`` (B, k, C), written by scatter (O(B k))."""
+    label_index = index.unsqueeze(-1).expand(-1, -1, state.label.shape[-1])
     return state.replace(
-        weight=torch.where(chosen, torch.ones_like(state.weight), state.weight),
-        label=torch.where(chosen.unsqueeze(-1), labels, state.label),
-        in_use=state.in_use | chosen,
-        age=torch.where(chosen, state.step.unsqueeze(1), state.age),
+        weight=state.weight.scatter(1, index, 1.0),
+        label=state.label.scatter(1, label_index, labels),
+        in_use=state.in_use.scatter(1, index, True),
+        age=state.age.scatter(1, index, state.step.unsqueeze(1).expand_as(index)),
     )
 
 
@@ -64,13 +62,13 @@ def _leave(state: ReciprocalState, leaving: Tensor) -> ReciprocalState:
 
 
 def add(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
-    """Greedy add-only: atoms ``index`` (B, k) join with their ``labels`` (B, n_pool, C) rows."""
-    return _join(state, _selection_mask(state, index), labels)
+    """Greedy add-only: atoms ``index`` (B, k) join with ``labels`` (B, k, C)."""
+    return _join(state, index, labels)
 
 
 def amend(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
     """Non-greedy re-selection: the pseudo-labeled part becomes exactly the atoms ``index`` (B, k)."""
-    return _join(_leave(state, state.in_use), _selection_mask(state, index), labels)
+    return _join(_leave(state, state.in_use), index, labels)
 
 
 def swap(state: ReciprocalState, index: Tensor, labels: Tensor, capacity: int) -> ReciprocalState:
@@ -84,11 +82,12 @@ def swap(state: ReciprocalState, index: Tensor, labels: Tensor, capacity: int) -
     oldest = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
     leave_rank = torch.arange(k, device=index.device).unsqueeze(0) < n_out.unsqueeze(1)
     leaving = torch.zeros_like(state.in_use).scatter_(1, oldest, leave_rank)
-    return _join(_leave(state, leaving), _selection_mask(state, index), labels)
+    return _join(_leave(state, leaving), index, labels)
 
 
 def expected(state: ReciprocalState, law: Tensor, labels: Tensor, mass: float, rate: float) -> ReciprocalState:
-    """Mean-field update toward the selection law ``law`` (B, n_pool), rows summing to 1."""
+    """Mean-field update toward the selection law ``law`` (B, n_pool), rows summing to 1; ``labels`` (B, n_pool, C)
+    are the labels the model would attach to every pool atom."""
     old = (1.0 - rate) * state.weight
     new = rate * mass * law
     weight = old + new

@@ -308,8 +308,12 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
                 f"{learners[:10]}; with invalid_action='raise' only masked-in, distinct indices are allowed "
                 "(use invalid_action='penalty' to get a penalty reward instead)"
             )
-        labels = adapt.pseudo_labels(self._pool_probs, cfg.label_mode)
         state = self.state
+        if cfg.adaptation == "expected":
+            labels = adapt.pseudo_labels(self._pool_probs, cfg.label_mode)
+        else:  # only the selected atoms need labels
+            chosen = self._pool_probs.gather(1, selection.unsqueeze(-1).expand(-1, -1, self.n_classes))
+            labels = adapt.pseudo_labels(chosen, cfg.label_mode)
         if cfg.adaptation == "add":
             moved = adapt.add(state, selection, labels)
         elif cfg.adaptation == "amend":
@@ -446,15 +450,22 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
             logits = logits.gather(1, self._eval_rows)
         else:
             logits = logits.gather(1, self._eval_rows.unsqueeze(-1).expand(-1, -1, C))
-        probs = probs_from_logits(logits, C)
         n_pool, n_val = self.n_pool, self.sizes.n_val
-        pool, val, test = probs[:, :n_pool], probs[:, n_pool : n_pool + n_val], probs[:, n_pool + n_val :]
-        true_p = val.gather(2, self._labels["val"].unsqueeze(-1)).squeeze(-1)
-        tiny = torch.finfo(self.dtype).tiny
+        pool = probs_from_logits(logits[:, :n_pool], C)
+        val_z, test_z = logits[:, n_pool : n_pool + n_val], logits[:, n_pool + n_val :]
+        y_val, y_test = self._labels["val"], self._labels["test"]
+        if C == 2:  # log p(y | x) = logsigmoid(+-z); the prediction is the sign of z
+            val_ll = torch.nn.functional.logsigmoid(torch.where(y_val == 1, val_z, -val_z))
+            val_hit = (val_z > 0) == (y_val == 1)
+            test_hit = (test_z > 0) == (y_test == 1)
+        else:
+            val_ll = torch.log_softmax(val_z, -1).gather(2, y_val.unsqueeze(-1)).squeeze(-1)
+            val_hit = val_z.argmax(-1) == y_val
+            test_hit = test_z.argmax(-1) == y_test
         metrics = {
-            "val_log_likelihood": true_p.clamp_min(tiny).log().mean(1),
-            "val_accuracy": (val.argmax(-1) == self._labels["val"]).to(self.dtype).mean(1),
-            "test_accuracy": (test.argmax(-1) == self._labels["test"]).to(self.dtype).mean(1),
+            "val_log_likelihood": val_ll.mean(1),
+            "val_accuracy": val_hit.to(self.dtype).mean(1),
+            "test_accuracy": test_hit.to(self.dtype).mean(1),
         }
         if bool(rows.all()):
             self._pool_probs = pool
@@ -493,7 +504,8 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         else:
             top2 = probs.topk(2, dim=-1).values
             candidates[..., C] = top2[..., 0] - top2[..., 1]
-        candidates[..., C + 1] = -torch.special.xlogy(probs, probs).sum(-1)
+        as_float = candidates[..., :C]  # the entropy is computed in float32, the observation's precision
+        candidates[..., C + 1] = -torch.special.xlogy(as_float, as_float).sum(-1)
         candidates[..., C + 2] = self.state.in_use
         mask = adapt.selectable(self.state, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
