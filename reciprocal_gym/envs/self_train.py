@@ -275,15 +275,18 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
-        for i, rng in rngs.items():
-            split = self._fixed_split
-            if split is None:
-                split = make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
-            for part in PARTS:
-                self._rows[part][i] = torch.as_tensor(split.rows[part], device=self.device)
-                self._labels[part][i] = torch.as_tensor(split.y[part], device=self.device)
-            self._mean[i] = torch.as_tensor(split.mean, dtype=self.dtype, device=self.device)
-            self._scale[i] = torch.as_tensor(split.scale, dtype=self.dtype, device=self.device)
+        # draw the splits on the CPU, then copy them to the device in one transfer per field
+        splits = [
+            self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
+            for rng in rngs.values()
+        ]
+        learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        for part in PARTS if splits else ():
+            self._rows[part][learners] = torch.as_tensor(np.stack([sp.rows[part] for sp in splits]), device=self.device)
+            self._labels[part][learners] = torch.as_tensor(np.stack([sp.y[part] for sp in splits]), device=self.device)
+        for field, target in (("mean", self._mean), ("scale", self._scale)) if splits else ():
+            values = np.stack([getattr(sp, field) for sp in splits])
+            target[learners] = torch.as_tensor(values, dtype=self.dtype, device=self.device)
         self._eval_rows = torch.cat([self._rows["pool"], self._rows["val"], self._rows["test"]], dim=1)
         self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self._rows["labeled"]), self._labeled_X)
         self._labeled_onehot = torch.nn.functional.one_hot(self._labels["labeled"], self.n_classes).to(self.dtype)
