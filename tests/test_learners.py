@@ -174,3 +174,18 @@ def test_bad_arguments(kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         fit_ridge_logistic(**args)
+
+
+@pytest.mark.parametrize("C", [2, 3])
+def test_standardized_logits_fold_the_standardization_into_theta(C):
+    from reciprocal_gym.learners import standardized_logits
+    from reciprocal_gym.learners.logistic import _logits
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 4, dtype=torch.float64, generator=g) * 3 + 1
+    mean = torch.randn(2, 4, dtype=torch.float64, generator=g)
+    scale = torch.rand(2, 4, dtype=torch.float64, generator=g) + 0.5
+    theta = torch.randn(2, 5 if C == 2 else 5 * C, dtype=torch.float64, generator=g)
+    Z = (X.unsqueeze(0) - mean.unsqueeze(1)) / scale.unsqueeze(1)
+    Z = torch.cat([Z, torch.ones(2, 50, 1, dtype=torch.float64)], -1)
+    torch.testing.assert_close(standardized_logits(X, theta, mean, scale, C), _logits(Z, theta, C))

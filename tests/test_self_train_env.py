@@ -333,3 +333,25 @@ def test_user_arrays_and_explicit_split():
     e1 = _vec(2, split=parts)
     obs, _ = e1.reset(seed=0)
     torch.testing.assert_close(obs["theta"][0], obs["theta"][1])  # one split shared by every learner
+
+
+def test_env_reproduces_a_scikit_learn_self_training_loop():
+    """Hard-label add-only self-training done by hand with scikit-learn gives the env's parameters."""
+    from sklearn.linear_model import LogisticRegression
+
+    from reciprocal_gym.data import load_dataset, make_split, resolve_sizes
+
+    lam, seed, picks = 0.05, 11, [4, 17, 2, 33, 8]
+    env = gym.make(ENV_ID, dataset="breast_cancer", n_labeled=12, n_pool=100, label_mode="hard", lam=lam)
+    env.reset(seed=seed)
+    ds = load_dataset("breast_cancer")
+    split = make_split(ds, resolve_sizes(ds.n_samples, 12, 100), np.random.default_rng([seed, 0]))
+    X = split.features(ds.X, "labeled")
+    y = split.y["labeled"]
+    pool = split.features(ds.X, "pool")
+    model = LogisticRegression(C=1 / (lam * len(y)), fit_intercept=False, tol=1e-12, max_iter=10_000).fit(X, y)
+    for j in picks:
+        obs, *_ = env.step(j)
+        X, y = np.vstack([X, pool[j : j + 1]]), np.append(y, model.predict(pool[j : j + 1]))
+        model = LogisticRegression(C=1 / (lam * len(y)), fit_intercept=False, tol=1e-12, max_iter=10_000).fit(X, y)
+        np.testing.assert_allclose(env.unwrapped.vector_env.state.theta[0].numpy(), model.coef_.ravel(), atol=1e-4)
