@@ -355,3 +355,15 @@ def test_env_reproduces_a_scikit_learn_self_training_loop():
         X, y = np.vstack([X, pool[j : j + 1]]), np.append(y, model.predict(pool[j : j + 1]))
         model = LogisticRegression(C=1 / (lam * len(y)), fit_intercept=False, tol=1e-12, max_iter=10_000).fit(X, y)
         np.testing.assert_allclose(env.unwrapped.vector_env.state.theta[0].numpy(), model.coef_.ravel(), atol=1e-4)
+
+
+def test_gymnasium_vector_wrappers_compose():
+    from gymnasium.wrappers.vector import ArrayConversion, RecordEpisodeStatistics
+
+    envs = RecordEpisodeStatistics(ArrayConversion(_vec(3, max_steps=2, **SMALL), env_xp=torch, target_xp=np))
+    obs, info = envs.reset(seed=0)
+    assert isinstance(obs["candidates"], np.ndarray) and isinstance(info["test_accuracy"], np.ndarray)
+    envs.step(np.array([0, 1, 2]))
+    obs, reward, terminated, truncated, info = envs.step(np.array([3, 4, 5]))
+    assert isinstance(reward, np.ndarray) and truncated.all()
+    np.testing.assert_array_equal(info["episode"]["l"], [2, 2, 2])
