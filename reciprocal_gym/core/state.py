@@ -58,8 +58,3 @@ class ReciprocalState:
 
     def replace(self, **changes: Tensor) -> ReciprocalState:
         return replace(self, **changes)
-
-    @property
-    def train_pool_mass(self) -> Tensor:
-        """(B,) total mass of the pseudo-labeled part."""
-        return self.weight.sum(1)

@@ -29,8 +29,6 @@ from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, probs
 
 REWARDS = ("val_loglik", "val_accuracy", "stability")
 INVALID_ACTIONS = ("penalty", "raise")
-CANDIDATE_FEATURES = ("prob_*", "margin", "entropy", "in_use")
-SCALARS = ("step", "train_size", "n_selectable")
 
 
 @dataclass(frozen=True)
