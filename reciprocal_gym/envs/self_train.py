@@ -402,17 +402,24 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
             pool_X = self._features(self._rows["pool"][rows, order], idx)
             weight = torch.where(filled, state.weight[rows, order], 0.0)
             label = state.label[rows, order]
-        X = torch.cat([self._labeled_X[idx], pool_X], dim=1)
+        every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
+        X = torch.cat([self._labeled_X if every else self._labeled_X[idx], pool_X], dim=1)
         ones = torch.ones(len(idx), self.sizes.n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
-        Q = torch.cat([self._labeled_onehot[idx], label], dim=1)
+        Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
         return X, w, Q
 
     def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
         """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
-        mean, scale = (self._mean, self._scale) if learners is None else (self._mean[learners], self._scale[learners])
-        z = (self._base_X[rows] - mean.unsqueeze(1)) / scale.unsqueeze(1)
-        return torch.cat([z, torch.ones_like(z[..., :1])], dim=-1)
+        if learners is None or len(learners) == self.num_envs:
+            mean, scale = self._mean, self._scale
+        else:
+            mean, scale = self._mean[learners], self._scale[learners]
+        out = torch.empty(*rows.shape, self.n_features, dtype=self.dtype, device=self.device)
+        torch.sub(self._base_X[rows], mean.unsqueeze(1), out=out[..., :-1])
+        out[..., :-1].div_(scale.unsqueeze(1))
+        out[..., -1] = 1.0
+        return out
 
     def _refit(self, rows: Tensor) -> dict[str, Tensor]:
         """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""
@@ -496,18 +503,19 @@ class SelfTrainVectorEnv(BatchedVectorEnv):
         }
 
     def _observe(self) -> dict[str, Tensor]:
-        probs = self._pool_probs
+        probs = self._pool_probs.to(torch.float32)  # features are computed at the observation's precision
         C = self.n_classes
-        candidates = torch.empty(*probs.shape[:2], C + 3, dtype=torch.float32, device=self.device)
-        candidates[..., :C] = probs
+        tiny = torch.finfo(torch.float32).tiny  # p log max(p, tiny) is 0 at p = 0, like xlogy
         if C == 2:
-            candidates[..., C] = (probs[..., 1] - probs[..., 0]).abs()
+            p0, p1 = probs[..., 0], probs[..., 1]
+            margin = (p1 - p0).abs()
+            entropy = -(p0 * p0.clamp_min(tiny).log() + p1 * p1.clamp_min(tiny).log())
         else:
             top2 = probs.topk(2, dim=-1).values
-            candidates[..., C] = top2[..., 0] - top2[..., 1]
-        as_float = candidates[..., :C]  # the entropy is computed in float32, the observation's precision
-        candidates[..., C + 1] = -torch.special.xlogy(as_float, as_float).sum(-1)
-        candidates[..., C + 2] = self.state.in_use
+            margin = top2[..., 0] - top2[..., 1]
+            entropy = -(probs * probs.clamp_min(tiny).log()).sum(-1)
+        extra = torch.stack([margin, entropy, self.state.in_use.to(torch.float32)], dim=-1)
+        candidates = torch.cat([probs, extra], dim=-1)
         mask = adapt.selectable(self.state, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
         return {

@@ -154,15 +154,18 @@ class _Problem:
     def evaluate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Objective value, probabilities and gradient at theta."""
         z = _logits(self.X, theta, self.C)
-        f = self._value_from_logits(z, theta)
+        return self._value_from_logits(z, theta), *self.probs_and_gradient(z, theta)
+
+    def probs_and_gradient(self, z: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
+        """Probabilities and gradient at theta, whose logits are ``z``."""
         B = theta.shape[0]
         if self.C == 2:
             s = torch.sigmoid(z)
             g = _xt_times(self.X, self.a * (s - self.Q[..., 1]))
-            return f, s, g + self.lam * theta
+            return s, g + self.lam * theta
         S = torch.softmax(z, dim=-1)
         G = _xt_times(self.X, self.a.unsqueeze(-1) * (S - self.Q))
-        return f, S, G.reshape(B, -1) + self.lam * theta
+        return S, G.reshape(B, -1) + self.lam * theta
 
     def hessian(self, probs: Tensor) -> Tensor:
         """Full (B, P, P) Hessian at the point whose probabilities are ``probs``."""
@@ -223,9 +226,8 @@ def _cholesky_jittered(H: Tensor) -> Tensor:
     return L
 
 
-def _spd_solve(H: Tensor, g: Tensor) -> Tensor:
-    """Solve H x = g for a batch of SPD matrices via Cholesky and two triangular solves."""
-    L = _cholesky_jittered(H)
+def _cholesky_solve(L: Tensor, g: Tensor) -> Tensor:
+    """Solve L L^T x = g for a batch of lower Cholesky factors L (two triangular solves)."""
     y = torch.linalg.solve_triangular(L, g.unsqueeze(-1), upper=False)
     return torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True).squeeze(-1)
 
@@ -324,27 +326,35 @@ def fit_ridge_logistic(
         sub = problem if len(idx) == B else problem.subset(idx)
         th, pr, gr, f0 = theta[idx], probs[idx], g[idx], f[idx]
         if solver == "newton":
-            d = -_spd_solve(sub.hessian(pr), gr)
+            d = -_cholesky_solve(_cholesky_jittered(sub.hessian(pr)), gr)
         else:
             d = _pcg(sub, pr, gr, max_cg)
         slope = (gr * d).sum(1)
         slack = 10.0 * eps * f0.abs().clamp_min(1.0)
-        t = torch.ones_like(f0)
-        accepted = torch.zeros_like(f0, dtype=torch.bool)
-        for _ in range(40):
-            f_new = sub.value(th + t.unsqueeze(1) * d)
-            accepted = accepted | ((f_new <= f0 + 1e-4 * t * slope + slack) & torch.isfinite(f_new))
-            if bool(accepted.all()):
-                break
-            t = torch.where(accepted, t, 0.5 * t)
-        t = torch.where(accepted, t, torch.zeros_like(t))
-        th = th + t.unsqueeze(1) * d
-        fr, pr, gr = sub.evaluate(th)
+        # Armijo backtracking; the full step is usually taken, and then its logits give the gradient as well
+        trial = th + d
+        z = _logits(sub.X, trial, C)
+        fr = sub._value_from_logits(z, trial)
+        accepted = (fr <= f0 + 1e-4 * slope + slack) & torch.isfinite(fr)
+        if bool(accepted.all()):
+            th = trial
+            pr, gr = sub.probs_and_gradient(z, th)
+        else:
+            t = torch.full_like(f0, 0.5).masked_fill(accepted, 1.0)
+            for _ in range(40):
+                f_new = sub.value(th + t.unsqueeze(1) * d)
+                accepted = accepted | ((f_new <= f0 + 1e-4 * t * slope + slack) & torch.isfinite(f_new))
+                if bool(accepted.all()):
+                    break
+                t = torch.where(accepted, t, 0.5 * t)
+            t = torch.where(accepted, t, torch.zeros_like(t))
+            th = th + t.unsqueeze(1) * d
+            fr, pr, gr = sub.evaluate(th)
         theta = theta.index_copy(0, idx, th)
         f = f.index_copy(0, idx, fr)
         probs = probs.index_copy(0, idx, pr)
-        g = g.index_copy(0, idx, gr)
         iterations = iterations.index_add(0, idx, torch.ones_like(idx))
+        g = g.index_copy(0, idx, gr)
         # a learner whose line search found no decrease has stalled at rounding level: stop it
         still = accepted & (gr.norm(dim=1) > tol)
         active = torch.zeros_like(active).index_copy(0, idx, still)
