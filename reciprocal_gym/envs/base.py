@@ -167,18 +167,19 @@ class BatchedVectorEnv(VectorEnv):
         if not self._has_reset:
             raise gym.error.ResetNeeded("call reset() before step()")
         mode = self.metadata["autoreset_mode"]
-        rows = self._all_rows
+        rows = self._all_rows  # the same object when every learner steps: subclasses may test ``is``
         restarting = self._needs_reset
-        if mode == AutoresetMode.DISABLED and bool(restarting.any()):
+        any_restarting = bool(restarting.any())
+        if mode == AutoresetMode.DISABLED and any_restarting:
             bad = torch.nonzero(restarting).squeeze(1).tolist()
             raise gym.error.ResetNeeded(
                 f"learners {bad[:10]} ended; with autoreset_mode='disabled' reset them with "
                 "reset(options={'reset_mask': mask}) before stepping"
             )
-        if mode == AutoresetMode.NEXT_STEP and bool(restarting.any()):
+        if mode == AutoresetMode.NEXT_STEP and any_restarting:
             rows = ~restarting
         reward, terminated, truncated, values = self._step_rows(actions, rows)
-        if mode == AutoresetMode.NEXT_STEP and bool(restarting.any()):
+        if mode == AutoresetMode.NEXT_STEP and any_restarting:
             restart_np = restarting.cpu().numpy()
             self._assign_seeds(None, restart_np)
             reset_values = self._reset_rows(restarting, self._rngs(restart_np))

@@ -1,0 +1,346 @@
+"""``Reciprocal-Bandit-v0``: a K-armed bandit as reciprocal learning, batched over learners in torch."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from reciprocal_gym.core import random as crandom
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+
+REWARD_DISTS = ("bernoulli", "gaussian")
+HISTORIES = ("full", "window")
+BANDIT_ADAPTATIONS = ("sample", "expected")
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name}={value!r} is not allowed; it must be a positive int")
+
+
+def _finite(name: str, value: Any, low: float | None = None, strict: bool = False) -> None:
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (low is None or (value > low if strict else value >= low))
+    if not ok:
+        bound = "" if low is None else f" {'>' if strict else '>='} {low}"
+        raise ValueError(f"{name}={value!r} is not allowed; it must be a finite number{bound}")
+
+
+@dataclass(frozen=True)
+class BanditConfig:
+    """Validated settings of a bandit environment (see :class:`BanditVectorEnv` for the meaning)."""
+
+    n_arms: int = 10
+    reward_dist: str = "bernoulli"
+    means: Any = None
+    prior_mean: float = 0.0
+    prior_std: float = 1.0
+    noise_std: float = 1.0
+    history: str = "full"
+    window: int = 50
+    lam: float = 1.0
+    adaptation: str = "sample"
+    max_steps: int = 1000
+    dtype: Any = torch.float32
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("reward_dist", REWARD_DISTS), ("history", HISTORIES),
+                              ("adaptation", BANDIT_ADAPTATIONS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; choose one of {allowed}")
+        _positive_int("n_arms", self.n_arms)
+        if self.n_arms < 2:
+            raise ValueError(f"n_arms={self.n_arms!r} is not allowed; a bandit needs at least 2 arms")
+        _positive_int("window", self.window)
+        _positive_int("max_steps", self.max_steps)
+        _finite("lam", self.lam, 0.0)
+        _finite("prior_mean", self.prior_mean)
+        _finite("prior_std", self.prior_std, 0.0)
+        _finite("noise_std", self.noise_std, 0.0, strict=True)
+        resolve_dtype(self.dtype)
+        if self.means is not None:
+            means = np.asarray(self.means, dtype=np.float64)
+            if means.shape != (self.n_arms,):
+                raise ValueError(f"means must have one entry per arm (shape ({self.n_arms},)), got {means.shape}")
+            if not np.isfinite(means).all():
+                raise ValueError("means must be finite")
+            if self.reward_dist == "bernoulli" and ((means < 0) | (means > 1)).any():
+                raise ValueError("means of Bernoulli arms must lie in [0, 1]")
+
+
+class BanditVectorEnv(BatchedVectorEnv):
+    """A K-armed bandit as reciprocal learning: the data are the (arm, reward) history, the model the arm means.
+
+    ## Description
+
+    Each learner plays a K-armed bandit with Bernoulli or Gaussian rewards. Its training data are the (arm, reward)
+    pairs of its history; its parameters are the ridge-regularized arm means, the ERM of the squared loss with a
+    ridge penalty: ``theta_k = S_k / (n_k + lam)`` with ``n_k`` pulls and reward sum ``S_k`` of arm k in the history
+    (``theta_k = 0`` when ``n_k + lam = 0``). The agent's action (the data selection) decides which arm's reward
+    joins the data. ``history="full"`` keeps every pull (greedy, add-only); ``history="window"`` keeps the last
+    ``window`` pulls (non-greedy: old data leave).
+
+    ``adaptation="expected"`` is the mean-field version: the action is a distribution ``pi`` over arms and the
+    history moves deterministically toward it: ``n <- n + pi``, ``S <- S + pi * mu`` (full), or
+    ``n <- (1 - 1/window) n + pi``, ``S <- (1 - 1/window) S + pi * mu`` (window, an exponential window of effective
+    size ``window``), with ``mu`` the true arm means. Its fixed points with a Boltzmann policy solve
+    ``pi = softmax(theta(pi) / tau)``.
+
+    Arm means are ``means`` if given, else drawn at each reset: Uniform(0, 1) (= Beta(1, 1)) for Bernoulli arms,
+    Normal(``prior_mean``, ``prior_std``) for Gaussian arms. Gaussian rewards have standard deviation ``noise_std``.
+    Rewards come from a counter-based generator keyed per learner (see :mod:`reciprocal_gym.core.random`), so a
+    learner's rewards do not depend on the batch it is in.
+
+    ## Action Space
+
+    ``Discrete(n_arms)``: the arm to pull. In expected mode ``Box(0, 1, (n_arms,), float32)``: the selection
+    distribution over arms (divided by its sum, which must be positive). An action outside the space raises
+    ``ValueError``.
+
+    ## Observation Space
+
+    A ``Dict`` (float32):
+
+    - ``"theta"``: ``(n_arms,)`` ridge arm means over the history in use.
+    - ``"counts"``: ``(n_arms,)`` pulls of each arm in the history in use (the window statistics in window mode).
+    - ``"pulls"``: ``(n_arms,)`` pulls of each arm since the episode began.
+    - ``"step"``: ``(1,)`` the step in the episode.
+
+    ## Rewards
+
+    The pulled arm's reward (expected mode: the expected reward ``sum_k pi_k mu_k``).
+
+    ## Episode End
+
+    Never terminated; truncated after ``max_steps`` pulls. The vector env autoresets as declared in
+    ``metadata["autoreset_mode"]``.
+
+    ## Info
+
+    Per learner: ``regret`` (instantaneous pseudo-regret ``max_k mu_k - mu_a``; expected mode
+    ``max_k mu_k - sum_k pi_k mu_k``), ``cumulative_regret`` (its sum over the episode), ``arm`` (the arm pulled;
+    -1 in expected mode) and ``best_arm``.
+
+    ## Arguments
+
+    - ``num_envs``: number of learners B (vector env only).
+    - ``n_arms`` (10), ``reward_dist`` (``"bernoulli"`` or ``"gaussian"``), ``means`` (K fixed means, or None to
+      draw them per reset), ``prior_mean`` (0.0) / ``prior_std`` (1.0) of Gaussian means, ``noise_std`` (1.0).
+    - ``history``: ``"full"`` or ``"window"``; ``window`` (50) its length.
+    - ``lam`` (1.0): ridge strength of the arm means (>= 0).
+    - ``adaptation``: ``"sample"`` (default) or ``"expected"``.
+    - ``max_steps`` (1000): the horizon. ``device`` ("cpu"), ``dtype`` (``torch.float32``).
+    - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        autoreset_mode: str = "next_step",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, device, autoreset_mode)
+        self.config = cfg = BanditConfig(**kwargs)
+        self.dtype = resolve_dtype(cfg.dtype)
+        B, K, dev, dt = self.num_envs, cfg.n_arms, self.device, self.dtype
+        self.n_arms = K
+        self.expected = cfg.adaptation == "expected"
+        self.windowed = cfg.history == "window"
+        self._fixed_means = None if cfg.means is None else torch.as_tensor(cfg.means, dtype=dt, device=dev)
+        self._build_spaces()
+        self.means = torch.zeros(B, K, dtype=dt, device=dev)
+        self.counts = torch.zeros(B, K, dtype=dt, device=dev)
+        self.sums = torch.zeros(B, K, dtype=dt, device=dev)
+        self.pulls = torch.zeros(B, K, dtype=dt, device=dev)
+        self.theta = torch.zeros(B, K, dtype=dt, device=dev)
+        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.cumulative_regret = torch.zeros(B, dtype=dt, device=dev)
+        self._key = torch.zeros(B, dtype=torch.int32, device=dev)
+        self._uniforms = crandom.UniformBlocks()
+        self._ones = torch.ones(B, 1, dtype=dt, device=dev)
+        if self.windowed and not self.expected:
+            self._window_arm = torch.zeros(B, cfg.window, dtype=torch.int64, device=dev)
+            self._window_reward = torch.zeros(B, cfg.window, dtype=dt, device=dev)
+
+    def _build_spaces(self) -> None:
+        cfg, K = self.config, self.n_arms
+        bernoulli = cfg.reward_dist == "bernoulli"
+        cap = float(cfg.window if self.windowed else cfg.max_steps)
+        self.single_observation_space = spaces.Dict(
+            {
+                "theta": spaces.Box(0.0 if bernoulli else -np.inf, 1.0 if bernoulli else np.inf, (K,), np.float32),
+                "counts": spaces.Box(0.0, cap, (K,), np.float32),
+                "pulls": spaces.Box(0.0, float(cfg.max_steps), (K,), np.float32),
+                "step": spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32),
+            }
+        )
+        if self.expected:
+            self.single_action_space: spaces.Space = spaces.Box(0.0, 1.0, (K,), dtype=np.float32)
+        else:
+            self.single_action_space = spaces.Discrete(K)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    # ----- episode start --------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        cfg, K = self.config, self.n_arms
+        learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        keys, means = [], []
+        for rng in rngs.values():
+            keys.append(crandom.draw_key(rng))
+            if self._fixed_means is None:
+                if cfg.reward_dist == "bernoulli":
+                    means.append(rng.random(K))
+                else:
+                    means.append(cfg.prior_mean + cfg.prior_std * rng.standard_normal(K))
+        if len(learners):
+            key = torch.as_tensor(keys, dtype=torch.int64, device=self.device)
+            self._key[learners] = crandom.stream_key(crandom.as_word(key).to(self.device), 0)
+            if self._fixed_means is None:
+                self.means[learners] = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
+            else:
+                self.means[learners] = self._fixed_means
+        self._uniforms.invalidate()
+        keep = ~rows.unsqueeze(1)
+        for name in ("counts", "sums", "pulls", "theta"):
+            setattr(self, name, getattr(self, name) * keep)
+        self.steps = torch.where(rows, 0, self.steps)
+        self.cumulative_regret = torch.where(rows, 0.0, self.cumulative_regret)
+        if self.windowed and not self.expected:
+            self._window_reward = self._window_reward * keep
+        self._best, self._best_arm = self.means.max(1)  # fixed for the episode
+        zero = torch.zeros_like(self.cumulative_regret)
+        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.steps, -1),
+                "best_arm": self._best_arm}
+
+    # ----- the reciprocal step --------------------------------------------------------------------------------
+    def _check_actions(self, actions: Any) -> Tensor:
+        B, K = self.num_envs, self.n_arms
+        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
+        a = a.to(self.device)
+        if self.expected:
+            if a.shape != (B, K) or not a.is_floating_point():
+                raise ValueError(f"action must be a float array of shape ({B}, {K}) (a distribution over arms per "
+                                 f"learner), got dtype {a.dtype} and shape {tuple(a.shape)}")
+            a = a.to(self.dtype)
+            if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
+                raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
+            total = a.sum(1, keepdim=True)
+            if bool((total <= 0).any()):
+                raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
+            return a / total
+        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
+            raise ValueError(f"action must be an integer array of shape ({B},) (one arm per learner), "
+                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
+        if bool(torch.div(a, K, rounding_mode="floor").any()):  # nonzero exactly outside [0, K)
+            raise ValueError(f"action must be an arm in [0, {K}) (n_arms={K}); got values in "
+                             f"[{int(a.min())}, {int(a.max())}]")
+        return a.long()
+
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        a = self._check_actions(actions)
+        every = rows is self._all_rows
+        live = None if every else rows.unsqueeze(1).to(self.dtype)
+        if self.expected:
+            mu = (a * self.means).sum(1)
+            reward = mu
+            added_n, added_s = a, a * self.means
+            decay = (1.0 - 1.0 / cfg.window) if self.windowed else 1.0
+            if live is not None:
+                added_n, added_s = added_n * live, added_s * live
+                decay = 1.0 - (1.0 - decay) * live
+            self.counts = self.counts * decay + added_n
+            self.sums = self.sums * decay + added_s
+            self.pulls = self.pulls + added_n
+            arm = torch.full_like(self.steps, -1)
+        else:
+            mu = self.means.gather(1, a.unsqueeze(1)).squeeze(1)
+            u = self._uniforms.next(self._key, self.steps, self.dtype)
+            if cfg.reward_dist == "bernoulli":
+                reward = (u < mu).to(self.dtype)
+            else:
+                noise = torch.special.ndtri(u.double()).to(self.dtype)
+                reward = mu + cfg.noise_std * noise
+            one = self._ones if every else rows.to(self.dtype).unsqueeze(1)
+            gained = reward.unsqueeze(1) if every else reward.unsqueeze(1) * one
+            arm = a
+            if self.windowed:
+                slot = (self.steps % cfg.window).unsqueeze(1)
+                full = (self.steps >= cfg.window).to(self.dtype) * one.squeeze(1)
+                old_arm = self._window_arm.gather(1, slot)
+                old_reward = self._window_reward.gather(1, slot).squeeze(1)
+                self.counts = self.counts.scatter_add(1, old_arm, -full.unsqueeze(1))
+                self.sums = self.sums.scatter_add(1, old_arm, -(full * old_reward).unsqueeze(1))
+                if every:
+                    self._window_arm = self._window_arm.scatter(1, slot, a.unsqueeze(1))
+                    self._window_reward = self._window_reward.scatter(1, slot, reward.unsqueeze(1))
+                else:
+                    new_arm = torch.where(rows, a, old_arm.squeeze(1))
+                    new_reward = torch.where(rows, reward, old_reward)
+                    self._window_arm = self._window_arm.scatter(1, slot, new_arm.unsqueeze(1))
+                    self._window_reward = self._window_reward.scatter(1, slot, new_reward.unsqueeze(1))
+            index = a.unsqueeze(1)
+            self.counts = self.counts.scatter_add(1, index, one)
+            self.sums = self.sums.scatter_add(1, index, gained)
+            if self.windowed:
+                self.pulls = self.pulls.scatter_add(1, index, one)
+            else:  # the full history holds every pull
+                self.pulls = self.counts
+        if self.windowed and not self.expected:  # an arm that left the window holds no reward mass (no rounding)
+            self.sums = torch.where(self.counts > 0, self.sums, 0.0)
+        if cfg.lam > 0:
+            self.theta = self.sums / (self.counts + cfg.lam)
+        else:
+            self.theta = torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1e-30), 0.0)
+        regret = self._best - mu
+        if not every:
+            reward = reward * rows
+            regret = regret * rows
+            self.steps = self.steps + rows
+        else:
+            self.steps = self.steps + 1
+        self.cumulative_regret = self.cumulative_regret + regret
+        truncated = self.steps >= cfg.max_steps
+        if not every:
+            truncated = truncated & rows
+        terminated = torch.zeros_like(truncated)
+        info = {"regret": regret, "cumulative_regret": self.cumulative_regret, "arm": arm,
+                "best_arm": self._best_arm}
+        return reward, terminated, truncated, info
+
+    def _observe(self) -> dict[str, Tensor]:
+        f32 = torch.float32
+        return {
+            "theta": self.theta.to(f32),
+            "counts": self.counts.to(f32),
+            "pulls": self.pulls.to(f32),
+            "step": self.steps.to(f32).unsqueeze(1),
+        }
+
+
+class BanditEnv(SingleEnv):
+    __doc__ = BanditVectorEnv.__doc__
+    vector_class = BanditVectorEnv
+
+    @property
+    def config(self) -> BanditConfig:
+        return self.vector_env.config
+
+
+def register_bandit() -> None:
+    if "Reciprocal-Bandit-v0" not in gym.registry:
+        gym.register(
+            id="Reciprocal-Bandit-v0",
+            entry_point="reciprocal_gym.envs.bandit:BanditEnv",
+            vector_entry_point="reciprocal_gym.envs.bandit:BanditVectorEnv",
+        )
