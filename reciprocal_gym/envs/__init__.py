@@ -2,6 +2,11 @@
 
 from reciprocal_gym.envs.bandit import BanditConfig, BanditEnv, BanditVectorEnv
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv
+from reciprocal_gym.envs.contextual_bandit import (
+    ContextualBanditConfig,
+    ContextualBanditEnv,
+    ContextualBanditVectorEnv,
+)
 from reciprocal_gym.envs.self_train import SelfTrainConfig, SelfTrainEnv, SelfTrainVectorEnv
 
 __all__ = [
@@ -9,6 +14,9 @@ __all__ = [
     "BanditEnv",
     "BanditVectorEnv",
     "BatchedVectorEnv",
+    "ContextualBanditConfig",
+    "ContextualBanditEnv",
+    "ContextualBanditVectorEnv",
     "SelfTrainConfig",
     "SelfTrainEnv",
     "SelfTrainVectorEnv",

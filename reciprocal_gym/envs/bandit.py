@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,23 +14,11 @@ from torch import Tensor
 
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 REWARD_DISTS = ("bernoulli", "gaussian")
 HISTORIES = ("full", "window")
 BANDIT_ADAPTATIONS = ("sample", "expected")
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed; it must be a positive int")
-
-
-def _finite(name: str, value: Any, low: float | None = None, strict: bool = False) -> None:
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value) and (low is None or (value > low if strict else value >= low))
-    if not ok:
-        bound = "" if low is None else f" {'>' if strict else '>='} {low}"
-        raise ValueError(f"{name}={value!r} is not allowed; it must be a finite number{bound}")
 
 
 @dataclass(frozen=True)
@@ -54,17 +41,14 @@ class BanditConfig:
     def __post_init__(self) -> None:
         for name, allowed in (("reward_dist", REWARD_DISTS), ("history", HISTORIES),
                               ("adaptation", BANDIT_ADAPTATIONS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; choose one of {allowed}")
-        _positive_int("n_arms", self.n_arms)
-        if self.n_arms < 2:
-            raise ValueError(f"n_arms={self.n_arms!r} is not allowed; a bandit needs at least 2 arms")
-        _positive_int("window", self.window)
-        _positive_int("max_steps", self.max_steps)
-        _finite("lam", self.lam, 0.0)
-        _finite("prior_mean", self.prior_mean)
-        _finite("prior_std", self.prior_std, 0.0)
-        _finite("noise_std", self.noise_std, 0.0, strict=True)
+            check_choice(name, getattr(self, name), allowed)
+        check_positive_int("n_arms", self.n_arms, minimum=2)
+        check_positive_int("window", self.window)
+        check_positive_int("max_steps", self.max_steps)
+        check_number("lam", self.lam, 0.0)
+        check_number("prior_mean", self.prior_mean)
+        check_number("prior_std", self.prior_std, 0.0)
+        check_number("noise_std", self.noise_std, 0.0, strict=True)
         resolve_dtype(self.dtype)
         if self.means is not None:
             means = np.asarray(self.means, dtype=np.float64)

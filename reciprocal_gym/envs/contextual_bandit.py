@@ -1,0 +1,321 @@
+"""``Reciprocal-ContextualBandit-v0``: a contextual bandit as reciprocal learning (ridge regression per arm)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from reciprocal_gym.core import random as crandom
+from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
+
+SOURCES = ("dataset", "linear")
+HISTORIES = ("full", "window")
+
+
+@dataclass(frozen=True)
+class ContextualBanditConfig:
+    """Validated settings of a contextual bandit (see :class:`ContextualBanditVectorEnv` for the meaning)."""
+
+    source: str = "dataset"
+    dataset: str | None = "wine"
+    dataset_kwargs: dict[str, Any] | None = None
+    X: Any = None
+    y: Any = None
+    n_arms: int = 5
+    dim: int = 5
+    noise_std: float = 0.1
+    history: str = "full"
+    window: int = 100
+    lam: float = 1.0
+    max_steps: int = 500
+    dtype: Any = torch.float64
+
+    def __post_init__(self) -> None:
+        check_choice("source", self.source, SOURCES)
+        check_choice("history", self.history, HISTORIES)
+        check_positive_int("n_arms", self.n_arms, minimum=2)
+        check_positive_int("dim", self.dim)
+        check_positive_int("window", self.window)
+        check_positive_int("max_steps", self.max_steps)
+        check_number("noise_std", self.noise_std, 0.0)
+        check_number("lam", self.lam, 0.0, strict=True)
+        resolve_dtype(self.dtype)
+        if (self.X is None) != (self.y is None):
+            raise ValueError("X and y must be given together")
+        if self.source == "dataset" and self.X is None and self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r} is not allowed; choose one of {DATASETS} or give X and y")
+
+
+class ContextualBanditVectorEnv(BatchedVectorEnv):
+    """A contextual bandit as reciprocal learning: per-arm ridge regression refitted on the (context, reward) history.
+
+    ## Description
+
+    Each step a context x arrives; the agent pulls an arm; the reward is observed. The data are the
+    (context, arm, reward) history; the parameters are one ridge-regression weight vector per arm, the ERM of the
+    squared loss with ridge ``lam``: ``theta_a = (lam I + sum x x^T)^{-1} sum r x`` over the history's pulls of arm
+    a. ``history="full"`` keeps every pull (greedy, add-only); ``"window"`` keeps the last ``window`` (non-greedy).
+
+    Sources of contexts and rewards:
+
+    - ``source="dataset"``: the standard supervised-to-bandit conversion. Contexts are rows of a classification set
+      (drawn uniformly with replacement; features standardized over the whole set), arms are the classes, and the
+      reward is 1 when the pulled arm is the row's class, else 0. ``n_arms`` is the number of classes.
+    - ``source="linear"``: contexts ``x ~ N(0, I_dim)``, rewards ``x . w_a + noise_std * N(0, 1)`` with true
+      weights ``w_a ~ N(0, I_dim / dim)`` drawn at each reset.
+
+    The feature vector of a context is x with an intercept 1 appended (``p = d + 1`` columns). Contexts and reward
+    noise come from a counter-based generator keyed per learner (:mod:`reciprocal_gym.core.random`).
+
+    ## Action Space
+
+    ``Discrete(n_arms)``. An action outside the space raises ``ValueError``.
+
+    ## Observation Space
+
+    A ``Dict`` (float32):
+
+    - ``"context"``: ``(p,)`` the current context's features (intercept last).
+    - ``"theta"``: ``(n_arms, p)`` the ridge weights per arm.
+    - ``"widths"``: ``(n_arms,)`` ``sqrt(x^T A_a^{-1} x)`` for the current context, ``A_a = lam I + sum x x^T``:
+      the confidence width LinUCB adds (times its alpha) to ``theta_a . x``.
+    - ``"counts"``: ``(n_arms,)`` pulls of each arm in the history in use.
+    - ``"step"``: ``(1,)`` the step in the episode.
+
+    ## Rewards
+
+    The observed reward of the pulled arm.
+
+    ## Episode End
+
+    Never terminated; truncated after ``max_steps`` steps. Autoreset as declared in ``metadata["autoreset_mode"]``.
+
+    ## Info
+
+    Per learner: ``regret`` (pseudo-regret ``max_a E[r | x, a] - E[r | x, pulled]``: for a dataset 0 when the
+    pulled arm is the class, else 1), ``cumulative_regret``, ``arm``, ``best_arm`` (for the context just played).
+
+    ## Arguments
+
+    - ``num_envs`` (vector env only), ``source`` (``"dataset"`` or ``"linear"``).
+    - ``dataset`` (``"wine"``; any of ``reciprocal_gym.data.DATASETS``), ``dataset_kwargs``, or ``X`` and ``y``.
+    - ``n_arms`` (5) and ``dim`` (5): the linear source's arms and context dimension. ``noise_std`` (0.1).
+    - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, > 0).
+    - ``max_steps`` (500), ``device`` ("cpu"), ``dtype`` (``torch.float64``), ``autoreset_mode``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        autoreset_mode: str = "next_step",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, device, autoreset_mode)
+        self.config = cfg = ContextualBanditConfig(**kwargs)
+        self.dtype = dt = resolve_dtype(cfg.dtype)
+        B, dev = self.num_envs, self.device
+        if cfg.source == "dataset":
+            data = from_arrays(cfg.X, cfg.y) if cfg.X is not None else load_dataset(cfg.dataset,
+                                                                                   **(cfg.dataset_kwargs or {}))
+            scale = data.X.std(0)
+            z = (data.X - data.X.mean(0)) / np.where(scale > 0, scale, 1.0)
+            self._rows_X = torch.as_tensor(np.hstack([z, np.ones((len(z), 1))]), dtype=dt, device=dev)
+            self._rows_y = torch.as_tensor(data.y, dtype=torch.int64, device=dev)
+            self.n_arms, self.n_features = data.n_classes, data.n_features + 1
+        else:
+            self.n_arms, self.n_features = cfg.n_arms, cfg.dim + 1
+        K, p = self.n_arms, self.n_features
+        self._build_spaces()
+        self.gram = torch.zeros(B, K, p, p, dtype=dt, device=dev)
+        self.moment = torch.zeros(B, K, p, dtype=dt, device=dev)
+        self.counts = torch.zeros(B, K, dtype=dt, device=dev)
+        self.theta = torch.zeros(B, K, p, dtype=dt, device=dev)
+        self.widths = torch.zeros(B, K, dtype=dt, device=dev)
+        self.true_weights = torch.zeros(B, K, p, dtype=dt, device=dev)
+        self.context = torch.zeros(B, p, dtype=dt, device=dev)
+        self.context_row = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
+        self.cumulative_regret = torch.zeros(B, dtype=dt, device=dev)
+        self._keys = torch.zeros(B, 2, dtype=torch.int32, device=dev)  # streams: contexts, reward noise
+        self._eye = torch.eye(p, dtype=dt, device=dev)
+        if cfg.history == "window":
+            self._window_X = torch.zeros(B, cfg.window, p, dtype=dt, device=dev)
+            self._window_arm = torch.zeros(B, cfg.window, dtype=torch.int64, device=dev)
+            self._window_reward = torch.zeros(B, cfg.window, dtype=dt, device=dev)
+
+    def _build_spaces(self) -> None:
+        K, p, cfg = self.n_arms, self.n_features, self.config
+        cap = float(cfg.window if cfg.history == "window" else cfg.max_steps)
+        self.single_observation_space = spaces.Dict(
+            {
+                "context": spaces.Box(-np.inf, np.inf, (p,), np.float32),
+                "theta": spaces.Box(-np.inf, np.inf, (K, p), np.float32),
+                "widths": spaces.Box(0.0, np.inf, (K,), np.float32),
+                "counts": spaces.Box(0.0, cap, (K,), np.float32),
+                "step": spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32),
+            }
+        )
+        self.single_action_space = spaces.Discrete(K)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    # ----- contexts -------------------------------------------------------------------------------------------
+    def _draw_contexts(self, rows: Tensor) -> None:
+        """The context of step ``steps`` for learners ``rows`` (counter-based, so batch-independent)."""
+        cfg, p = self.config, self.n_features
+        if cfg.source == "dataset":
+            u = crandom.uniform(self._keys[:, 0], self.steps, torch.float64)
+            row = (u * len(self._rows_y)).long().clamp_max(len(self._rows_y) - 1)
+            x = self._rows_X[row]
+            self.context_row = torch.where(rows, row, self.context_row)
+        else:
+            d = p - 1
+            counter = self.steps.unsqueeze(1) * d + torch.arange(d, device=self.device)
+            z = crandom.normal(self._keys[:, :1], counter, self.dtype)
+            x = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
+        self.context = torch.where(rows.unsqueeze(1), x, self.context)
+
+    def _expected_rewards(self) -> Tensor:
+        """(B, K) expected reward of each arm for the current context."""
+        if self.config.source == "dataset":
+            classes = self._rows_y[self.context_row]
+            return torch.nn.functional.one_hot(classes, self.n_arms).to(self.dtype)
+        return torch.einsum("bkp,bp->bk", self.true_weights, self.context)
+
+    def _refresh(self) -> None:
+        """Ridge weights and confidence widths from the sufficient statistics (one Cholesky per arm)."""
+        A = self.gram + self.config.lam * self._eye
+        L = torch.linalg.cholesky(A)
+        self.theta = torch.cholesky_solve(self.moment.unsqueeze(-1), L).squeeze(-1)
+        x = self.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
+        self.widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)
+
+    # ----- episode start --------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        cfg, K, p = self.config, self.n_arms, self.n_features
+        learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        if len(learners):
+            keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
+                                   dtype=torch.int32, device=self.device)
+            self._keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 0),
+                                                crandom.stream_key(keys[:, 1], 1)], dim=1)
+            if cfg.source == "linear":
+                w = np.stack([rng.standard_normal((K, p - 1)) / np.sqrt(p - 1) for rng in rngs.values()])
+                weights = torch.zeros(len(learners), K, p, dtype=self.dtype, device=self.device)
+                weights[..., :-1] = torch.as_tensor(w, dtype=self.dtype, device=self.device)
+                self.true_weights[learners] = weights
+        keep = ~rows
+        self.gram = self.gram * keep.view(-1, 1, 1, 1)
+        self.moment = self.moment * keep.view(-1, 1, 1)
+        self.counts = self.counts * keep.view(-1, 1)
+        if cfg.history == "window":
+            self._window_X = self._window_X * keep.view(-1, 1, 1)
+            self._window_reward = self._window_reward * keep.view(-1, 1)
+        self.steps = torch.where(rows, 0, self.steps)
+        self.cumulative_regret = torch.where(rows, 0.0, self.cumulative_regret)
+        self._draw_contexts(rows)
+        self._refresh()
+        zero = torch.zeros_like(self.cumulative_regret)
+        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.steps, -1),
+                "best_arm": torch.full_like(self.steps, -1)}
+
+    # ----- the reciprocal step --------------------------------------------------------------------------------
+    def _check_actions(self, actions: Any) -> Tensor:
+        B, K = self.num_envs, self.n_arms
+        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
+        a = a.to(self.device)
+        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
+            raise ValueError(f"action must be an integer array of shape ({B},) (one arm per learner), "
+                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
+        if bool(torch.div(a, K, rounding_mode="floor").any()):  # nonzero exactly outside [0, K)
+            raise ValueError(f"action must be an arm in [0, {K}) (n_arms={K}); got values in "
+                             f"[{int(a.min())}, {int(a.max())}]")
+        return a.long()
+
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        a = self._check_actions(actions)
+        live = rows.to(self.dtype)
+        expected = self._expected_rewards()
+        best, best_arm = expected.max(1)
+        mu = expected.gather(1, a.unsqueeze(1)).squeeze(1)
+        if cfg.source == "dataset":
+            reward = mu
+        else:
+            reward = mu + cfg.noise_std * crandom.normal(self._keys[:, 1], self.steps, self.dtype)
+        x = self.context
+        onehot = torch.nn.functional.one_hot(a, self.n_arms).to(self.dtype) * live.unsqueeze(1)
+        outer = x.unsqueeze(2) * x.unsqueeze(1)
+        gram = self.gram + onehot.view(-1, self.n_arms, 1, 1) * outer.unsqueeze(1)
+        moment = self.moment + onehot.unsqueeze(2) * (reward.unsqueeze(1) * x).unsqueeze(1)
+        counts = self.counts + onehot
+        if cfg.history == "window":
+            slot = (self.steps % cfg.window).unsqueeze(1)
+            leaving = ((self.steps >= cfg.window).to(self.dtype) * live).unsqueeze(1)
+            old_x = self._window_X.gather(1, slot.unsqueeze(2).expand(-1, -1, self.n_features)).squeeze(1)
+            old_arm = self._window_arm.gather(1, slot).squeeze(1)
+            old_reward = self._window_reward.gather(1, slot).squeeze(1)
+            old = torch.nn.functional.one_hot(old_arm, self.n_arms).to(self.dtype) * leaving
+            gram = gram - old.view(-1, self.n_arms, 1, 1) * (old_x.unsqueeze(2) * old_x.unsqueeze(1)).unsqueeze(1)
+            moment = moment - old.unsqueeze(2) * (old_reward.unsqueeze(1) * old_x).unsqueeze(1)
+            counts = counts - old
+            write = rows.unsqueeze(1)
+            self._window_X = self._window_X.scatter(
+                1, slot.unsqueeze(2).expand(-1, -1, self.n_features),
+                torch.where(write, x, old_x).unsqueeze(1))
+            self._window_arm = self._window_arm.scatter(1, slot, torch.where(rows, a, old_arm).unsqueeze(1))
+            self._window_reward = self._window_reward.scatter(
+                1, slot, torch.where(rows, reward, old_reward).unsqueeze(1))
+            # an arm with no pulls left in the window holds exactly no statistics (no rounding residue)
+            empty = (counts == 0).view(-1, self.n_arms, 1)
+            gram = torch.where(empty.unsqueeze(-1), 0.0, gram)
+            moment = torch.where(empty, 0.0, moment)
+        self.gram, self.moment, self.counts = gram, moment, counts
+        regret = (best - mu) * live
+        reward = reward * live
+        self.steps = self.steps + rows.long()
+        self.cumulative_regret = self.cumulative_regret + regret
+        self._draw_contexts(rows)
+        self._refresh()
+        truncated = rows & (self.steps >= cfg.max_steps)
+        info = {"regret": regret, "cumulative_regret": self.cumulative_regret,
+                "arm": torch.where(rows, a, -1), "best_arm": torch.where(rows, best_arm, -1)}
+        return reward, torch.zeros_like(truncated), truncated, info
+
+    def _observe(self) -> dict[str, Tensor]:
+        f32 = torch.float32
+        return {
+            "context": self.context.to(f32),
+            "theta": self.theta.to(f32),
+            "widths": self.widths.to(f32),
+            "counts": self.counts.to(f32),
+            "step": self.steps.to(f32).unsqueeze(1),
+        }
+
+
+class ContextualBanditEnv(SingleEnv):
+    __doc__ = ContextualBanditVectorEnv.__doc__
+    vector_class = ContextualBanditVectorEnv
+
+    @property
+    def config(self) -> ContextualBanditConfig:
+        return self.vector_env.config
+
+
+def register_contextual_bandit() -> None:
+    if "Reciprocal-ContextualBandit-v0" not in gym.registry:
+        gym.register(
+            id="Reciprocal-ContextualBandit-v0",
+            entry_point="reciprocal_gym.envs.contextual_bandit:ContextualBanditEnv",
+            vector_entry_point="reciprocal_gym.envs.contextual_bandit:ContextualBanditVectorEnv",
+        )
