@@ -9,18 +9,25 @@ Importing the package registers the environments with Gymnasium::
     envs = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=64, vectorization_mode="vector_entry_point")
 """
 
+from reciprocal_gym.envs.active_learn import register_active_learn
 from reciprocal_gym.envs.bandit import register_bandit
 from reciprocal_gym.envs.contextual_bandit import register_contextual_bandit
 from reciprocal_gym.envs.self_train import register_self_train
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("Reciprocal-SelfTrain-v0", "Reciprocal-Bandit-v0", "Reciprocal-ContextualBandit-v0")
+ENV_IDS = (
+    "Reciprocal-SelfTrain-v0",
+    "Reciprocal-ActiveLearn-v0",
+    "Reciprocal-Bandit-v0",
+    "Reciprocal-ContextualBandit-v0",
+)
 
 
 def register_envs() -> None:
     """Register every environment id with Gymnasium (done on import; safe to call again)."""
     register_self_train()
+    register_active_learn()
     register_bandit()
     register_contextual_bandit()
 

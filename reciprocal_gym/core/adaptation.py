@@ -9,6 +9,7 @@ Adaptation modes (the update of the training set after the selection):
   the number selected per step.
 - ``swap`` (non-greedy): the selected atoms join; once the pseudo-labeled part holds ``capacity`` atoms, as many of
   the oldest leave (first in, first out; ties broken by pool index) and may be selected again later.
+- ``evict`` (non-greedy, chosen): like ``swap``, but the caller names the atoms that leave.
 - ``expected`` (mean-field, deterministic): the pseudo-labeled part moves toward the selection law pi over the pool,
   ``w' = (1 - rate) w + rate * mass * pi``, and each atom's label becomes the weight-average of its old label and
   the new one, so P_{t+1} = (1 - rate) P_t + rate * (selection law x labels) exactly, as a measure on X x Y.
@@ -82,6 +83,16 @@ def swap(state: ReciprocalState, index: Tensor, labels: Tensor, capacity: int) -
     oldest = torch.topk(key, k, dim=1, largest=False, sorted=True).indices
     leave_rank = torch.arange(k, device=index.device).unsqueeze(0) < n_out.unsqueeze(1)
     leaving = torch.zeros_like(state.in_use).scatter_(1, oldest, leave_rank)
+    return _join(_leave(state, leaving), index, labels)
+
+
+def evict(state: ReciprocalState, index: Tensor, labels: Tensor, leave: Tensor, capacity: int) -> ReciprocalState:
+    """Atoms ``index`` (B, k) join; if more than ``capacity`` atoms would then be in use, the first ones of ``leave``
+    (B, k; atoms in use, chosen by the caller) leave, as many as needed."""
+    k = index.shape[1]
+    n_out = (state.in_use.sum(1) + k - capacity).clamp_min(0)
+    used = (torch.arange(k, device=index.device).unsqueeze(0) < n_out.unsqueeze(1)).long()
+    leaving = torch.zeros_like(state.age).scatter_add(1, leave, used) > 0
     return _join(_leave(state, leaving), index, labels)
 
 

@@ -1,5 +1,6 @@
 """Gymnasium environments; each module is a thin shell over the batched engine."""
 
+from reciprocal_gym.envs.active_learn import ActiveLearnConfig, ActiveLearnEnv, ActiveLearnVectorEnv
 from reciprocal_gym.envs.bandit import BanditConfig, BanditEnv, BanditVectorEnv
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv
 from reciprocal_gym.envs.contextual_bandit import (
@@ -10,6 +11,9 @@ from reciprocal_gym.envs.contextual_bandit import (
 from reciprocal_gym.envs.self_train import SelfTrainConfig, SelfTrainEnv, SelfTrainVectorEnv
 
 __all__ = [
+    "ActiveLearnConfig",
+    "ActiveLearnEnv",
+    "ActiveLearnVectorEnv",
     "BanditConfig",
     "BanditEnv",
     "BanditVectorEnv",

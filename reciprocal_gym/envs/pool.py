@@ -1,0 +1,469 @@
+"""The pool-based engine shared by self-training and active learning, batched over learners in torch.
+
+A learner holds a labeled set, an unlabeled pool, validation and test rows of a dataset, and a ridge-logistic model.
+Each step the agent selects pool points, a label source labels them (the model itself for self-training, an oracle
+for active learning), the training set is updated by an adaptation rule, and the model is refitted. Subclasses
+supply the label source (:meth:`PoolVectorEnv._labels_for`) and their docstrings; everything else lives here once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from reciprocal_gym.core import adaptation as adapt
+from reciprocal_gym.core.state import ReciprocalState
+from reciprocal_gym.data import (
+    PARTS,
+    Split,
+    from_arrays,
+    load_dataset,
+    make_split,
+    resolve_sizes,
+    split_from_arrays,
+)
+from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
+from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, probs_from_logits, standardized_logits
+
+REWARDS = ("val_loglik", "val_accuracy", "stability")
+INVALID_ACTIONS = ("penalty", "raise")
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Validated settings shared by the pool environments (see the env docstrings for the meaning)."""
+
+    dataset: str | None = "breast_cancer"
+    dataset_kwargs: dict[str, Any] | None = None
+    X: Any = None
+    y: Any = None
+    split: dict[str, Any] | None = None
+    n_labeled: int = 20
+    n_pool: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    stratify: bool = True
+    adaptation: str = "add"
+    k: int = 1
+    buffer_size: int | None = None
+    expected_rate: float = 1.0
+    lam: float = 0.01
+    reward: str = "val_loglik"
+    max_steps: int = 50
+    invalid_action: str = "penalty"
+    invalid_action_penalty: float = -1.0
+    dtype: Any = torch.float64
+    solver: str = "auto"
+    tol: float | None = None
+    max_iter: int = 50
+    report_gamma: bool = False
+
+    adaptations = adapt.ADAPTATIONS  # class attribute: the adaptation rules the env allows
+
+    def __post_init__(self) -> None:
+        choices = {
+            "adaptation": self.adaptations,
+            "reward": REWARDS,
+            "invalid_action": INVALID_ACTIONS,
+            "solver": SOLVERS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; choose one of {allowed}")
+        for name in ("k", "max_steps", "max_iter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}={value!r} is not allowed; it must be a positive int")
+        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
+            raise ValueError(f"lam={self.lam!r} is not allowed; it must be a finite number >= 0")
+        if not (isinstance(self.expected_rate, (int, float)) and 0 < self.expected_rate <= 1):
+            raise ValueError(f"expected_rate={self.expected_rate!r} is not allowed; it must be in (0, 1]")
+        if not (isinstance(self.invalid_action_penalty, (int, float)) and math.isfinite(self.invalid_action_penalty)):
+            raise ValueError(f"invalid_action_penalty={self.invalid_action_penalty!r} must be a finite number")
+        if self.tol is not None and not (isinstance(self.tol, (int, float)) and self.tol > 0):
+            raise ValueError(f"tol={self.tol!r} is not allowed; it must be a positive number or None")
+        resolve_dtype(self.dtype)
+        given = [self.split is not None, self.X is not None or self.y is not None]
+        if sum(given) > 1:
+            raise ValueError("give either split=... or X and y, not both")
+        if (self.X is None) != (self.y is None):
+            raise ValueError("X and y must be given together")
+        if self.buffer_size is not None and self.adaptation != "swap":
+            raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
+
+
+class PoolVectorEnv(BatchedVectorEnv):
+    """Base of the pool environments; see :class:`reciprocal_gym.envs.SelfTrainVectorEnv` for the full contract.
+
+    Subclasses set ``config_class`` and implement :meth:`_labels_for`.
+    """
+
+    config_class: type[PoolConfig] = PoolConfig
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        autoreset_mode: str = "next_step",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, device, autoreset_mode)
+        self.config = cfg = self.config_class(**kwargs)
+        self.dtype = resolve_dtype(cfg.dtype)
+        self._fixed_split: Split | None = None
+        if cfg.split is not None:
+            self.dataset, self._fixed_split = split_from_arrays(cfg.split)
+            n_rows = {key: len(rows) for key, rows in self._fixed_split.rows.items()}
+            self.sizes = resolve_sizes(self.dataset.n_samples, n_rows["labeled"], n_rows["pool"], n_rows["val"],
+                                       n_rows["test"])
+        else:
+            if cfg.X is not None:
+                self.dataset = from_arrays(cfg.X, cfg.y)
+            elif cfg.dataset is None:
+                raise ValueError("dataset=None needs X and y arrays or a split")
+            else:
+                self.dataset = load_dataset(cfg.dataset, **(cfg.dataset_kwargs or {}))
+            self.sizes = resolve_sizes(self.dataset.n_samples, cfg.n_labeled, cfg.n_pool, cfg.n_val, cfg.n_test)
+        self.n_classes = self.dataset.n_classes
+        self.n_features = self.dataset.n_features + 1
+        self.n_pool = self.sizes.n_pool
+        self.k = int(cfg.k)
+        if self.k > self.n_pool:
+            raise ValueError(f"k={self.k} is not allowed; it must be <= n_pool={self.n_pool}")
+        self.buffer_size = int(cfg.buffer_size if cfg.buffer_size is not None else self.sizes.n_labeled)
+        if cfg.adaptation == "swap" and not (self.k <= self.buffer_size <= self.n_pool - self.k):
+            raise ValueError(
+                f"buffer_size={self.buffer_size} is not allowed with k={self.k} and n_pool={self.n_pool}; "
+                f"swap needs k <= buffer_size <= n_pool - k"
+            )
+        self.n_params = n_params(self.n_features, self.n_classes)
+        self._build_spaces()
+        B, dev, dt = self.num_envs, self.device, self.dtype
+        d = self.dataset.n_features
+        # the dataset once on the device; each learner holds row numbers and standardization statistics
+        self._base_X = torch.as_tensor(self.dataset.X, dtype=dt, device=dev)
+        self._rows = {
+            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
+        }
+        self._mean = torch.zeros(B, d, dtype=dt, device=dev)
+        self._scale = torch.ones(B, d, dtype=dt, device=dev)
+        self._labeled_X = torch.zeros(B, self.sizes.n_labeled, self.n_features, dtype=dt, device=dev)
+        self._labels = {
+            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
+        }
+        self._labeled_onehot = torch.zeros(B, self.sizes.n_labeled, self.n_classes, dtype=dt, device=dev)
+        self.state = ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev)
+        self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
+        self._metrics = {
+            key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
+        }
+
+    # ----- spaces ---------------------------------------------------------------------------------------------
+    def _build_spaces(self) -> None:
+        C, n = self.n_classes, self.n_pool
+        high = np.ones(C + 3, dtype=np.float32)
+        high[C + 1] = np.float32(math.log(C)) + np.float32(1e-5)
+        cand_high = np.broadcast_to(high, (n, C + 3)).copy()
+        max_size = self.sizes.n_labeled + max(self.n_pool, self.k)
+        self.single_observation_space = spaces.Dict(
+            {
+                "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
+                "action_mask": spaces.MultiBinary(n),
+                "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
+                "scalars": spaces.Box(
+                    0.0, np.array([self.config.max_steps, max_size, n], dtype=np.float32), dtype=np.float32
+                ),
+            }
+        )
+        if self.config.adaptation == "expected":
+            self.single_action_space: spaces.Space = spaces.Box(0.0, 1.0, (n,), dtype=np.float32)
+        elif self.k == 1:
+            self.single_action_space = spaces.Discrete(n)
+        else:
+            self.single_action_space = spaces.MultiDiscrete(np.full(self.k, n, dtype=np.int64))
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    # ----- episode start --------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        # draw the splits on the CPU, then copy them to the device in one transfer per field
+        splits = [
+            self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
+            for rng in rngs.values()
+        ]
+        learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        for part in PARTS if splits else ():
+            self._rows[part][learners] = torch.as_tensor(np.stack([sp.rows[part] for sp in splits]), device=self.device)
+            self._labels[part][learners] = torch.as_tensor(np.stack([sp.y[part] for sp in splits]), device=self.device)
+        for field, target in (("mean", self._mean), ("scale", self._scale)) if splits else ():
+            values = np.stack([getattr(sp, field) for sp in splits])
+            target[learners] = torch.as_tensor(values, dtype=self.dtype, device=self.device)
+        self._eval_rows = torch.cat([self._rows["pool"], self._rows["val"], self._rows["test"]], dim=1)
+        self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self._rows["labeled"]), self._labeled_X)
+        self._labeled_onehot = torch.nn.functional.one_hot(self._labels["labeled"], self.n_classes).to(self.dtype)
+        empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
+                                      self.device)
+        self.state = self.state.where(rows, empty)
+        fit = self._refit(rows)
+        self._update_predictions(rows)
+        zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
+        return self._step_info(fit, zero, torch.zeros_like(rows))
+
+    # ----- the reciprocal step ----------------------------------------------------------------------------------
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        selection, valid = self._check_actions(actions, rows)
+        update = rows & valid
+        invalid = rows & ~valid
+        if cfg.invalid_action == "raise" and bool(invalid.any()):
+            learners = torch.nonzero(invalid).squeeze(1).tolist()
+            raise ValueError(
+                f"action selects pool points the action_mask forbids (already in use, or repeated) for learners "
+                f"{learners[:10]}; with invalid_action='raise' only masked-in, distinct indices are allowed "
+                "(use invalid_action='penalty' to get a penalty reward instead)"
+            )
+        return self._advance(selection, rows, update, invalid)
+
+    def _adapt(self, state: ReciprocalState, selection: Tensor, labels: Tensor) -> ReciprocalState:
+        """The training-set update of the configured adaptation rule."""
+        cfg = self.config
+        if cfg.adaptation == "add":
+            return adapt.add(state, selection, labels)
+        if cfg.adaptation == "amend":
+            return adapt.amend(state, selection, labels)
+        if cfg.adaptation == "swap":
+            return adapt.swap(state, selection, labels, self.buffer_size)
+        return adapt.expected(state, selection, labels, float(self.k), float(cfg.expected_rate))
+
+    def _advance(
+        self, selection: Tensor, rows: Tensor, update: Tensor, invalid: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Adapt and refit learners ``update``; every learner in ``rows`` counts a step. Returns the step outputs."""
+        cfg = self.config
+        state = self.state
+        labels = self._labels_for(None if cfg.adaptation == "expected" else selection)
+        moved = self._adapt(state, selection, labels)
+        moved = moved.replace(step=moved.step + 1)
+        # a learner that does not update (rejected action, or a skip) keeps its training set and model, but the
+        # step still counts
+        counted = state.replace(step=state.step + 1)
+        self.state = state.where(rows & ~update, counted).where(update, moved)
+        previous_theta = state.theta
+        previous = dict(self._metrics)
+        fit = self._refit(update)
+        self._update_predictions(update)
+        theta_change = (self.state.theta - previous_theta).norm(dim=1)
+        if cfg.reward == "val_loglik":
+            gain = self._metrics["val_log_likelihood"] - previous["val_log_likelihood"]
+        elif cfg.reward == "val_accuracy":
+            gain = self._metrics["val_accuracy"] - previous["val_accuracy"]
+        else:
+            gain = -theta_change
+        reward = torch.where(update, gain, torch.zeros_like(gain))
+        reward = torch.where(invalid, torch.full_like(gain, cfg.invalid_action_penalty), reward)
+        n_selectable = adapt.selectable(self.state, cfg.adaptation).sum(1)
+        terminated = rows & (n_selectable < self.k)
+        truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
+        return reward, terminated, truncated, self._step_info(fit, theta_change, invalid)
+
+    def _labels_for(self, selection: Tensor | None) -> Tensor:
+        """Labels (B, k, C) for the selected pool indices (B, k), or (B, n_pool, C) for every pool atom if None."""
+        raise NotImplementedError
+
+    def _check_actions(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """Check actions against the action space (errors) and the mask (validity per learner)."""
+        B, n = self.num_envs, self.n_pool
+        a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, Tensor) else actions, device=self.device)
+        if self.config.adaptation == "expected":
+            if a.shape != (B, n) or not a.is_floating_point():
+                raise ValueError(
+                    f"action must be a float array of shape ({B}, {n}) (one selection distribution over the pool "
+                    f"per learner), got dtype {a.dtype} and shape {tuple(a.shape)}"
+                )
+            a = a.to(self.dtype)
+            if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
+                raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
+            total = a.sum(1, keepdim=True)
+            if bool((rows & (total.squeeze(1) <= 0)).any()):
+                raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
+            return a / torch.where(total > 0, total, 1.0), torch.ones_like(rows)
+        expected_shape = (B,) if self.k == 1 else (B, self.k)
+        if tuple(a.shape) != expected_shape or a.is_floating_point() or a.dtype == torch.bool:
+            what = "one pool index" if self.k == 1 else f"{self.k} pool indices"
+            raise ValueError(
+                f"action must be an integer array of shape {expected_shape} ({what} per learner), "
+                f"got dtype {a.dtype} and shape {tuple(a.shape)}"
+            )
+        a = a.to(torch.int64).view(B, self.k)
+        if bool(((a < 0) | (a >= n)).any()):
+            raise ValueError(f"action indices must be in [0, {n}) (n_pool={n}); got values in "
+                             f"[{int(a.min())}, {int(a.max())}]")
+        allowed = adapt.selectable(self.state, self.config.adaptation).gather(1, a).all(1)
+        if self.k > 1:
+            ordered = a.sort(1).values
+            allowed = allowed & (ordered[:, 1:] != ordered[:, :-1]).all(1)
+        return a, allowed | ~rows
+
+    # ----- ERM and predictions --------------------------------------------------------------------------------
+    def _training_atoms(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
+
+        In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
+        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
+        state = self.state
+        rows = idx.unsqueeze(1)
+        if self.config.adaptation == "expected":
+            pool_X = self._features(self._rows["pool"][idx], idx)
+            weight, label = state.weight[idx], state.label[idx]
+        else:
+            in_use = state.in_use[idx]
+            count = in_use.sum(1)
+            m = int(count.max()) if len(idx) else 0
+            slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
+            order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
+            order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
+            order = order[:, :m]
+            filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
+            pool_X = self._features(self._rows["pool"][rows, order], idx)
+            weight = torch.where(filled, state.weight[rows, order], 0.0)
+            label = state.label[rows, order]
+        every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
+        X = torch.cat([self._labeled_X if every else self._labeled_X[idx], pool_X], dim=1)
+        ones = torch.ones(len(idx), self.sizes.n_labeled, dtype=self.dtype, device=self.device)
+        w = torch.cat([ones, weight], dim=1)
+        Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
+        return X, w, Q
+
+    def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
+        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
+        if learners is None or len(learners) == self.num_envs:
+            mean, scale = self._mean, self._scale
+        else:
+            mean, scale = self._mean[learners], self._scale[learners]
+        out = torch.empty(*rows.shape, self.n_features, dtype=self.dtype, device=self.device)
+        torch.sub(self._base_X[rows], mean.unsqueeze(1), out=out[..., :-1])
+        out[..., :-1].div_(scale.unsqueeze(1))
+        out[..., -1] = 1.0
+        return out
+
+    def _refit(self, rows: Tensor) -> dict[str, Tensor]:
+        """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""
+        cfg = self.config
+        B = self.num_envs
+        report = {
+            "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
+            "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
+            "fit_converged": torch.ones(B, dtype=torch.bool, device=self.device),
+        }
+        if cfg.report_gamma:
+            report["gamma"] = torch.full((B,), float(cfg.lam), dtype=self.dtype, device=self.device)
+        idx = torch.nonzero(rows).squeeze(1)
+        if len(idx) == 0:
+            return report
+        X, w, Q = self._training_atoms(idx)
+        fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta[idx], tol=cfg.tol,
+                                 max_iter=cfg.max_iter, solver=cfg.solver, compute_gamma=cfg.report_gamma)
+        theta = self.state.theta.index_copy(0, idx, fit.theta)
+        self.state = self.state.replace(theta=theta)
+        report["fit_iterations"] = report["fit_iterations"].index_copy(0, idx, fit.iterations)
+        report["fit_grad_norm"] = report["fit_grad_norm"].index_copy(0, idx, fit.grad_norm)
+        report["fit_converged"] = report["fit_converged"].index_copy(0, idx, fit.converged)
+        if cfg.report_gamma:
+            report["gamma"] = report["gamma"].index_copy(0, idx, fit.gamma)
+        return report
+
+    def _update_predictions(self, rows: Tensor) -> None:
+        """Recompute pool probabilities and validation / test metrics for learners ``rows``.
+
+        One matrix product gives every learner's logits on every dataset row (the standardization is folded into
+        the parameters); the learners' pool, validation and test rows are then gathered from it."""
+        C = self.n_classes
+        logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
+        if C == 2:
+            logits = logits.gather(1, self._eval_rows)
+        else:
+            logits = logits.gather(1, self._eval_rows.unsqueeze(-1).expand(-1, -1, C))
+        n_pool, n_val = self.n_pool, self.sizes.n_val
+        pool = probs_from_logits(logits[:, :n_pool], C)
+        val_z, test_z = logits[:, n_pool : n_pool + n_val], logits[:, n_pool + n_val :]
+        y_val, y_test = self._labels["val"], self._labels["test"]
+        if C == 2:  # log p(y | x) = logsigmoid(+-z); the prediction is the sign of z
+            val_ll = torch.nn.functional.logsigmoid(torch.where(y_val == 1, val_z, -val_z))
+            val_hit = (val_z > 0) == (y_val == 1)
+            test_hit = (test_z > 0) == (y_test == 1)
+        else:
+            val_ll = torch.log_softmax(val_z, -1).gather(2, y_val.unsqueeze(-1)).squeeze(-1)
+            val_hit = val_z.argmax(-1) == y_val
+            test_hit = test_z.argmax(-1) == y_test
+        metrics = {
+            "val_log_likelihood": val_ll.mean(1),
+            "val_accuracy": val_hit.to(self.dtype).mean(1),
+            "test_accuracy": test_hit.to(self.dtype).mean(1),
+        }
+        if bool(rows.all()):
+            self._pool_probs = pool
+            self._metrics.update(metrics)
+            return
+        self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
+        for key, value in metrics.items():
+            self._metrics[key] = torch.where(rows, value, self._metrics[key])
+
+    # ----- outputs --------------------------------------------------------------------------------------------
+    def _train_size(self) -> Tensor:
+        return self.sizes.n_labeled + self.state.weight.sum(1)
+
+    def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
+        state = self.state
+        mass = state.weight.sum(1)
+        true_label_prob = state.label.gather(2, self._labels["pool"].unsqueeze(-1)).squeeze(-1)
+        wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+        pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
+        return {
+            **self._metrics,
+            "theta_change": theta_change,
+            "train_size": self._train_size(),
+            "pseudo_label_error": pseudo_error,
+            **fit,
+            "invalid_action": invalid,
+        }
+
+    def _candidate_features(self, probs: Tensor, in_use: Tensor) -> Tensor:
+        """(..., C + 3) float32 features per candidate: probabilities, margin, entropy, in-use flag."""
+        probs = probs.to(torch.float32)  # features are computed at the observation's precision
+        C = self.n_classes
+        tiny = torch.finfo(torch.float32).tiny  # p log max(p, tiny) is 0 at p = 0, like xlogy
+        if C == 2:
+            p0, p1 = probs[..., 0], probs[..., 1]
+            margin = (p1 - p0).abs()
+            entropy = -(p0 * p0.clamp_min(tiny).log() + p1 * p1.clamp_min(tiny).log())
+        else:
+            top2 = probs.topk(2, dim=-1).values
+            margin = top2[..., 0] - top2[..., 1]
+            entropy = -(probs * probs.clamp_min(tiny).log()).sum(-1)
+        extra = torch.stack([margin, entropy, in_use.to(torch.float32)], dim=-1)
+        return torch.cat([probs, extra], dim=-1)
+
+    def _observe(self) -> dict[str, Tensor]:
+        candidates = self._candidate_features(self._pool_probs, self.state.in_use)
+        mask = adapt.selectable(self.state, self.config.adaptation)
+        scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
+        return {
+            "candidates": candidates,
+            "action_mask": mask.to(torch.int8),
+            "theta": self.state.theta.float(),
+            "scalars": scalars.float(),
+        }
+
+    def action_masks(self) -> Tensor:
+        """(B, n_pool) bool mask of selectable points ((B, k * n_pool) for k > 1), for maskable algorithms."""
+        mask = adapt.selectable(self.state, self.config.adaptation)
+        if self.config.adaptation != "expected" and self.k > 1:
+            mask = mask.repeat(1, self.k)
+        return mask
