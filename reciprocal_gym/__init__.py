@@ -13,6 +13,7 @@ from reciprocal_gym.envs.active_learn import register_active_learn
 from reciprocal_gym.envs.bandit import register_bandit
 from reciprocal_gym.envs.contextual_bandit import register_contextual_bandit
 from reciprocal_gym.envs.self_train import register_self_train
+from reciprocal_gym.envs.solver_relax import register_solver_relax
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ ENV_IDS = (
     "Reciprocal-ActiveLearn-v0",
     "Reciprocal-Bandit-v0",
     "Reciprocal-ContextualBandit-v0",
+    "Reciprocal-SolverRelax-v0",
 )
 
 
@@ -30,6 +32,7 @@ def register_envs() -> None:
     register_active_learn()
     register_bandit()
     register_contextual_bandit()
+    register_solver_relax()
 
 
 register_envs()

@@ -9,6 +9,7 @@ from reciprocal_gym.envs.contextual_bandit import (
     ContextualBanditVectorEnv,
 )
 from reciprocal_gym.envs.self_train import SelfTrainConfig, SelfTrainEnv, SelfTrainVectorEnv
+from reciprocal_gym.envs.solver_relax import SolverRelaxConfig, SolverRelaxEnv, SolverRelaxVectorEnv
 
 __all__ = [
     "ActiveLearnConfig",
@@ -25,4 +26,7 @@ __all__ = [
     "SelfTrainEnv",
     "SelfTrainVectorEnv",
     "SingleEnv",
+    "SolverRelaxConfig",
+    "SolverRelaxEnv",
+    "SolverRelaxVectorEnv",
 ]

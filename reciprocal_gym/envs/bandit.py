@@ -13,6 +13,7 @@ from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
 from reciprocal_gym.core import random as crandom
+from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
 from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
@@ -142,8 +143,6 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._fixed_means = None if cfg.means is None else torch.as_tensor(cfg.means, dtype=dt, device=dev)
         self._build_spaces()
         self.means = torch.zeros(B, K, dtype=dt, device=dev)
-        self.counts = torch.zeros(B, K, dtype=dt, device=dev)
-        self.sums = torch.zeros(B, K, dtype=dt, device=dev)
         self.pulls = torch.zeros(B, K, dtype=dt, device=dev)
         self.theta = torch.zeros(B, K, dtype=dt, device=dev)
         self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
@@ -151,9 +150,8 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._key = torch.zeros(B, dtype=torch.int32, device=dev)
         self._uniforms = crandom.UniformBlocks()
         self._ones = torch.ones(B, 1, dtype=dt, device=dev)
-        if self.windowed and not self.expected:
-            self._window_arm = torch.zeros(B, cfg.window, dtype=torch.int64, device=dev)
-            self._window_reward = torch.zeros(B, cfg.window, dtype=dt, device=dev)
+        window = cfg.window if self.windowed and not self.expected else None
+        self.history = ArmHistory.empty(B, K, window, dt, dev)
 
     def _build_spaces(self) -> None:
         cfg, K = self.config, self.n_arms
@@ -195,12 +193,11 @@ class BanditVectorEnv(BatchedVectorEnv):
                 self.means[learners] = self._fixed_means
         self._uniforms.invalidate()
         keep = ~rows.unsqueeze(1)
-        for name in ("counts", "sums", "pulls", "theta"):
+        self.history = self.history.cleared(rows)
+        for name in ("pulls", "theta"):
             setattr(self, name, getattr(self, name) * keep)
         self.steps = torch.where(rows, 0, self.steps)
         self.cumulative_regret = torch.where(rows, 0.0, self.cumulative_regret)
-        if self.windowed and not self.expected:
-            self._window_reward = self._window_reward * keep
         self._best, self._best_arm = self.means.max(1)  # fixed for the episode
         zero = torch.zeros_like(self.cumulative_regret)
         return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.steps, -1),
@@ -243,8 +240,8 @@ class BanditVectorEnv(BatchedVectorEnv):
             if live is not None:
                 added_n, added_s = added_n * live, added_s * live
                 decay = 1.0 - (1.0 - decay) * live
-            self.counts = self.counts * decay + added_n
-            self.sums = self.sums * decay + added_s
+            h = self.history
+            self.history = ArmHistory(h.counts * decay + added_n, h.sums * decay + added_s, None, None)
             self.pulls = self.pulls + added_n
             arm = torch.full_like(self.steps, -1)
         else:
@@ -255,37 +252,14 @@ class BanditVectorEnv(BatchedVectorEnv):
             else:
                 noise = torch.special.ndtri(u.double()).to(self.dtype)
                 reward = mu + cfg.noise_std * noise
-            one = self._ones if every else rows.to(self.dtype).unsqueeze(1)
-            gained = reward.unsqueeze(1) if every else reward.unsqueeze(1) * one
+            self.history = self.history.record(self.steps, a, reward, None if every else rows)
             arm = a
             if self.windowed:
-                slot = (self.steps % cfg.window).unsqueeze(1)
-                full = (self.steps >= cfg.window).to(self.dtype) * one.squeeze(1)
-                old_arm = self._window_arm.gather(1, slot)
-                old_reward = self._window_reward.gather(1, slot).squeeze(1)
-                self.counts = self.counts.scatter_add(1, old_arm, -full.unsqueeze(1))
-                self.sums = self.sums.scatter_add(1, old_arm, -(full * old_reward).unsqueeze(1))
-                if every:
-                    self._window_arm = self._window_arm.scatter(1, slot, a.unsqueeze(1))
-                    self._window_reward = self._window_reward.scatter(1, slot, reward.unsqueeze(1))
-                else:
-                    new_arm = torch.where(rows, a, old_arm.squeeze(1))
-                    new_reward = torch.where(rows, reward, old_reward)
-                    self._window_arm = self._window_arm.scatter(1, slot, new_arm.unsqueeze(1))
-                    self._window_reward = self._window_reward.scatter(1, slot, new_reward.unsqueeze(1))
-            index = a.unsqueeze(1)
-            self.counts = self.counts.scatter_add(1, index, one)
-            self.sums = self.sums.scatter_add(1, index, gained)
-            if self.windowed:
-                self.pulls = self.pulls.scatter_add(1, index, one)
+                one = self._ones if every else rows.to(self.dtype).unsqueeze(1)
+                self.pulls = self.pulls.scatter_add(1, a.unsqueeze(1), one)
             else:  # the full history holds every pull
-                self.pulls = self.counts
-        if self.windowed and not self.expected:  # an arm that left the window holds no reward mass (no rounding)
-            self.sums = torch.where(self.counts > 0, self.sums, 0.0)
-        if cfg.lam > 0:
-            self.theta = self.sums / (self.counts + cfg.lam)
-        else:
-            self.theta = torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1e-30), 0.0)
+                self.pulls = self.history.counts
+        self.theta = self.history.means(cfg.lam)
         regret = self._best - mu
         if not every:
             reward = reward * rows
@@ -306,7 +280,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         f32 = torch.float32
         return {
             "theta": self.theta.to(f32),
-            "counts": self.counts.to(f32),
+            "counts": self.history.counts.to(f32),
             "pulls": self.pulls.to(f32),
             "step": self.steps.to(f32).unsqueeze(1),
         }

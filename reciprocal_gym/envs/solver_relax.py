@@ -1,0 +1,283 @@
+"""``Reciprocal-SolverRelax-v0``: choosing SOR's relaxation parameter across a sequence of linear systems.
+
+After Khodak et al., "Learning to Relax: Setting Solver Parameters Across a Sequence of Linear System Instances"
+(ICLR 2024): the same kind of sparse SPD system is solved again and again with slowly changing coefficients, and a
+learner picks the relaxation parameter omega of successive over-relaxation for each one from the costs it saw.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
+from torch import Tensor
+
+from reciprocal_gym.core import random as crandom
+from reciprocal_gym.core.arm_history import ArmHistory
+from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
+
+HISTORIES = ("full", "window")
+
+
+@dataclass(frozen=True)
+class SolverRelaxConfig:
+    """Validated settings of the solver-parameter environment (see :class:`SolverRelaxVectorEnv`)."""
+
+    grid: int = 8
+    omegas: Any = None
+    tol: float = 1e-6
+    max_iter: int = 500
+    anisotropy_std: float = 1.0
+    persistence: float = 0.9
+    shift_max: float = 0.5
+    history: str = "full"
+    window: int = 20
+    lam: float = 1.0
+    context: bool = True
+    report_best: bool = False
+    max_steps: int = 100
+    dtype: Any = torch.float64
+
+    def __post_init__(self) -> None:
+        check_positive_int("grid", self.grid, minimum=2)
+        check_positive_int("max_iter", self.max_iter)
+        check_positive_int("window", self.window)
+        check_positive_int("max_steps", self.max_steps)
+        check_number("tol", self.tol, 0.0, strict=True)
+        check_number("anisotropy_std", self.anisotropy_std, 0.0)
+        check_number("persistence", self.persistence, 0.0, high=1.0)
+        check_number("shift_max", self.shift_max, 0.0)
+        check_number("lam", self.lam, 0.0)
+        check_choice("history", self.history, HISTORIES)
+        resolve_dtype(self.dtype)
+        omegas = np.asarray(self.omega_grid, dtype=np.float64)
+        if omegas.ndim != 1 or len(omegas) < 2 or not np.isfinite(omegas).all():
+            raise ValueError(f"omegas must be a 1-D array of at least 2 finite values, got {self.omegas!r}")
+        if ((omegas <= 0) | (omegas >= 2)).any():
+            raise ValueError("omegas must lie in (0, 2), where SOR converges for SPD systems")
+
+    @property
+    def omega_grid(self) -> np.ndarray:
+        """The relaxation parameters to choose from (default: 1.0, 1.05, ..., 1.95)."""
+        return np.round(np.arange(1.0, 1.96, 0.05), 10) if self.omegas is None else np.asarray(self.omegas, float)
+
+
+class SolverRelaxVectorEnv(BatchedVectorEnv):
+    """Set SOR's relaxation parameter for each system of a sequence: the data are the (omega, cost) history.
+
+    ## Description
+
+    Each step brings a new sparse SPD system ``A_t x = b_t``: the 5-point discretisation of anisotropic diffusion
+    on a ``grid x grid`` interior grid, ``A_t = ax_t (T (x) I) + ay_t (I (x) T) + shift_t I`` (see
+    :mod:`reciprocal_gym.core.sor`). The coefficients drift: ``ax_t = exp(a_t / 2)``, ``ay_t = exp(-a_t / 2)`` with
+    the log-anisotropy ``a_t`` an AR(1) process (``a_t = persistence * a_{t-1} + sqrt(1 - persistence^2) *
+    anisotropy_std * N(0, 1)``, stationary from the start), ``shift_t`` uniform in ``[0, shift_max]``, and
+    ``b_t ~ N(0, I)``. The agent picks omega from a grid; the environment runs SOR (red-black order, from x = 0)
+    until the relative residual is below ``tol`` and reports the number of sweeps. The learner's data are the
+    (omega, cost) pairs seen so far (``history="full"``) or in the last ``window`` steps; its parameters are the
+    ridge-regularized mean cost per omega, ``theta_k = S_k / (n_k + lam)`` in sweeps.
+
+    ## Action Space
+
+    ``Discrete(len(omegas))``: the index of omega in the grid (``omegas``; default 1.0, 1.05, ..., 1.95).
+
+    ## Observation Space
+
+    A ``Dict`` (float32):
+
+    - ``"theta"``: ``(n_omega,)`` ridge mean cost (sweeps) per omega over the history in use.
+    - ``"counts"``: ``(n_omega,)`` times each omega was used in the history in use.
+    - ``"context"`` (if ``context=True``): ``(3,)`` features of the next system: log-anisotropy ``a_t``,
+      ``shift_t``, and the Jacobi spectral radius of ``A_t``.
+    - ``"step"``: ``(1,)`` the step in the episode.
+
+    ## Rewards
+
+    Minus the number of SOR sweeps for the system of this step (``-max_iter`` if SOR did not reach ``tol``).
+
+    ## Episode End
+
+    Never terminated; truncated after ``max_steps`` systems. Autoreset as declared in ``metadata["autoreset_mode"]``.
+
+    ## Info
+
+    Per learner: ``iterations`` (sweeps), ``converged``, ``omega`` (the value used), ``omega_star`` (Young's optimal
+    omega for this system, from the closed-form Jacobi radius), and with ``report_best=True`` ``best_iterations``
+    (the fewest sweeps over the grid, found by running SOR with every omega; costs ``len(omegas)`` solves) and
+    ``regret`` (``iterations - best_iterations``).
+
+    ## Arguments
+
+    - ``num_envs`` (vector env only). ``grid`` (8): interior points per side (``grid**2`` unknowns).
+    - ``omegas``: the grid of relaxation parameters in (0, 2). ``tol`` (1e-6), ``max_iter`` (500).
+    - ``anisotropy_std`` (1.0), ``persistence`` (0.9, in [0, 1]), ``shift_max`` (0.5): the system sequence.
+    - ``history`` (``"full"`` or ``"window"``), ``window`` (20), ``lam`` (1.0, >= 0).
+    - ``context`` (True), ``report_best`` (False), ``max_steps`` (100), ``device``, ``dtype`` (``torch.float64``),
+      ``autoreset_mode``.
+    """
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        device: str | torch.device = "cpu",
+        autoreset_mode: str = "next_step",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_envs, device, autoreset_mode)
+        self.config = cfg = SolverRelaxConfig(**kwargs)
+        self.dtype = dt = resolve_dtype(cfg.dtype)
+        B, dev = self.num_envs, self.device
+        self.omegas = torch.as_tensor(cfg.omega_grid, dtype=dt, device=dev)
+        self.n_omega = len(self.omegas)
+        self._build_spaces()
+        self.history = ArmHistory.empty(B, self.n_omega, cfg.window if cfg.history == "window" else None, dt, dev)
+        self.theta = torch.zeros(B, self.n_omega, dtype=dt, device=dev)
+        self.log_anisotropy = torch.zeros(B, dtype=dt, device=dev)
+        self.shift = torch.zeros(B, dtype=dt, device=dev)
+        self.b = torch.zeros(B, cfg.grid, cfg.grid, dtype=dt, device=dev)
+        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
+        self._keys = torch.zeros(B, 3, dtype=torch.int32, device=dev)  # streams: anisotropy, shift, right-hand side
+
+    def _build_spaces(self) -> None:
+        cfg, K = self.config, self.n_omega
+        cap = float(cfg.window if cfg.history == "window" else cfg.max_steps)
+        obs: dict[str, spaces.Space] = {
+            "theta": spaces.Box(0.0, float(cfg.max_iter), (K,), np.float32),
+            "counts": spaces.Box(0.0, cap, (K,), np.float32),
+        }
+        if cfg.context:
+            low = np.array([-np.inf, 0.0, 0.0], np.float32)
+            high = np.array([np.inf, cfg.shift_max, 1.0], np.float32)
+            obs["context"] = spaces.Box(low, high, dtype=np.float32)
+        obs["step"] = spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32)
+        self.single_observation_space = spaces.Dict(obs)
+        self.single_action_space = spaces.Discrete(K)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+
+    # ----- the system sequence --------------------------------------------------------------------------------
+    def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
+        half = 0.5 * self.log_anisotropy
+        return torch.exp(half), torch.exp(-half), self.shift
+
+    def _draw_system(self, rows: Tensor, first: bool) -> None:
+        """The system of step ``steps`` for learners ``rows`` (counter-based draws: batch-independent)."""
+        cfg, m = self.config, self.config.grid
+        z = crandom.normal(self._keys[:, 0], self.steps, self.dtype)
+        if first:
+            a = cfg.anisotropy_std * z
+        else:
+            rho = cfg.persistence
+            a = rho * self.log_anisotropy + math.sqrt(1.0 - rho * rho) * cfg.anisotropy_std * z
+        shift = cfg.shift_max * crandom.uniform(self._keys[:, 1], self.steps, self.dtype)
+        counter = self.steps.unsqueeze(1) * (m * m) + torch.arange(m * m, device=self.device)
+        b = crandom.normal(self._keys[:, 2:], counter, self.dtype).view(-1, m, m)
+        self.log_anisotropy = torch.where(rows, a, self.log_anisotropy)
+        self.shift = torch.where(rows, shift, self.shift)
+        self.b = torch.where(rows.view(-1, 1, 1), b, self.b)
+
+    # ----- episode start --------------------------------------------------------------------------------------
+    def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        if len(learners):
+            keys = torch.as_tensor([[crandom.draw_key(rng) for _ in range(3)] for rng in rngs.values()],
+                                   dtype=torch.int32, device=self.device)
+            self._keys[learners] = torch.stack([crandom.stream_key(keys[:, s], 20 + s) for s in range(3)], dim=1)
+        self.history = self.history.cleared(rows)
+        self.theta = self.history.means(self.config.lam)
+        self.steps = torch.where(rows, 0, self.steps)
+        self._draw_system(rows, first=True)
+        values = {
+            "iterations": torch.zeros_like(self.steps),
+            "converged": torch.ones_like(rows),
+            "omega": torch.zeros_like(self.shift),
+            "omega_star": torch.zeros_like(self.shift),
+        }
+        if self.config.report_best:
+            values["best_iterations"] = torch.zeros_like(self.steps)
+            values["regret"] = torch.zeros_like(self.steps)
+        return values
+
+    # ----- the step -------------------------------------------------------------------------------------------
+    def _check_actions(self, actions: Any) -> Tensor:
+        B, K = self.num_envs, self.n_omega
+        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
+        a = a.to(self.device)
+        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
+            raise ValueError(f"action must be an integer array of shape ({B},) (one omega index per learner), "
+                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
+        if bool(((a < 0) | (a >= K)).any()):
+            raise ValueError(f"action must be an omega index in [0, {K}) (len(omegas)={K}); got values in "
+                             f"[{int(a.min())}, {int(a.max())}]")
+        return a.long()
+
+    def _solve(self, omega: Tensor) -> tuple[Tensor, Tensor]:
+        cfg = self.config
+        ax, ay, shift = self._coefficients()
+        return sor_iterations(self.b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
+
+    def _best_iterations(self) -> Tensor:
+        """Fewest sweeps over the omega grid for the current systems (one batched solve of B * n_omega systems)."""
+        cfg, K = self.config, self.n_omega
+        ax, ay, shift = (c.repeat_interleave(K) for c in self._coefficients())
+        b = self.b.repeat_interleave(K, dim=0)
+        omega = self.omegas.repeat(self.num_envs)
+        iterations, _ = sor_iterations(b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
+        return iterations.view(-1, K).min(1).values
+
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        a = self._check_actions(actions)
+        omega = self.omegas[a]
+        iterations, converged = self._solve(omega)
+        ax, ay, shift = self._coefficients()
+        info = {"iterations": iterations, "converged": converged, "omega": omega,
+                "omega_star": optimal_omega(cfg.grid, ax, ay, shift)}
+        if cfg.report_best:
+            best = self._best_iterations()
+            info["best_iterations"] = best
+            info["regret"] = iterations - best
+        cost = iterations.to(self.dtype)
+        self.history = self.history.record(self.steps, a, cost, rows)
+        self.theta = self.history.means(cfg.lam)
+        self.steps = self.steps + rows.long()
+        self._draw_system(rows, first=False)
+        reward = torch.where(rows, -cost, 0.0)
+        truncated = rows & (self.steps >= cfg.max_steps)
+        return reward, torch.zeros_like(truncated), truncated, info
+
+    def _observe(self) -> dict[str, Tensor]:
+        f32 = torch.float32
+        obs = {"theta": self.theta.to(f32), "counts": self.history.counts.to(f32)}
+        if self.config.context:
+            ax, ay, shift = self._coefficients()
+            rho = jacobi_radius(self.config.grid, ax, ay, shift)
+            obs["context"] = torch.stack([self.log_anisotropy, self.shift, rho], 1).to(f32)
+        obs["step"] = self.steps.to(f32).unsqueeze(1)
+        return obs
+
+
+class SolverRelaxEnv(SingleEnv):
+    __doc__ = SolverRelaxVectorEnv.__doc__
+    vector_class = SolverRelaxVectorEnv
+
+    @property
+    def config(self) -> SolverRelaxConfig:
+        return self.vector_env.config
+
+
+def register_solver_relax() -> None:
+    if "Reciprocal-SolverRelax-v0" not in gym.registry:
+        gym.register(
+            id="Reciprocal-SolverRelax-v0",
+            entry_point="reciprocal_gym.envs.solver_relax:SolverRelaxEnv",
+            vector_entry_point="reciprocal_gym.envs.solver_relax:SolverRelaxVectorEnv",
+        )
