@@ -6,10 +6,12 @@ observation (theta, counts, pulls, step) and pre-generated random actions, side 
 (b) ``gymnasium.vector.SyncVectorEnv`` over ``num_envs`` copies of :class:`PlainBandit`, a single-instance numpy
 env written here the way one would write it by hand.
 
-    python benchmarks/throughput_bandit.py --num-envs 16 256 4096 65536 --steps 200
+    python benchmarks/throughput_bandit.py --num-envs 16 256 4096 65536 --steps 200 --rounds 5
 
-SyncVectorEnv at 65536 copies takes minutes to build and step, so by default it is measured up to 4096 envs and
-the rate at larger sizes is reported against the 4096 figure (``--sync-max`` changes the cut-off).
+The machine's speed drifts over minutes on shared hosts, so the two sides alternate: ``--rounds`` blocks of
+``--steps`` steps each (fewer steps per block from 4096 envs up), and the median rate of each side is reported.
+``--sync-max`` caps the sizes run through SyncVectorEnv (building 65536 Python envs takes a while); larger sizes
+are then compared with the largest measured SyncVectorEnv figure.
 """
 
 from __future__ import annotations
@@ -72,50 +74,62 @@ class PlainBandit(gym.Env):
         return self._obs(), reward, False, self.t >= self.max_steps, info
 
 
-def rate_batched(num_envs: int, actions: np.ndarray, device: str) -> float:
-    envs = gym.make_vec("Reciprocal-Bandit-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
-                        n_arms=K, lam=LAM, device=device)
-    envs.reset(seed=0)
-    acts = torch.as_tensor(actions, device=device)
-    envs.step(acts[0])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for t in range(1, len(acts)):
-        envs.step(acts[t])
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return num_envs * (len(acts) - 1) / (time.perf_counter() - start)
+class Timed:
+    """An env stepped in short timed blocks, so that the two sides can alternate (machine speed drifts)."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, actions, device: str = "cpu") -> None:
+        self.envs, self.actions, self.device, self.t = envs, actions, device, 0
+        envs.reset(seed=0)
+        self.block(1)  # warm-up
+
+    def block(self, steps: int) -> float:
+        """Steps per second over the next ``steps`` steps."""
+        sync = self.device.startswith("cuda")
+        if sync:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.envs.step(self.actions[self.t % len(self.actions)])
+            self.t += 1
+        if sync:
+            torch.cuda.synchronize()
+        return steps / (time.perf_counter() - start)
 
 
-def rate_sync(num_envs: int, actions: np.ndarray) -> float:
-    envs = gym.vector.SyncVectorEnv([PlainBandit for _ in range(num_envs)])
-    envs.reset(seed=0)
-    envs.step(actions[0])
-    start = time.perf_counter()
-    for t in range(1, len(actions)):
-        envs.step(actions[t])
-    return num_envs * (len(actions) - 1) / (time.perf_counter() - start)
+def measure(num_envs: int, steps: int, rounds: int, device: str, with_sync: bool) -> tuple[float, float | None]:
+    """Median env-steps per second of both sides over ``rounds`` alternating blocks of ``steps`` steps."""
+    rng = np.random.default_rng(num_envs)
+    actions = rng.integers(0, K, size=(steps * rounds, num_envs))
+    batched = Timed(gym.make_vec("Reciprocal-Bandit-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                                 n_arms=K, lam=LAM, device=device), torch.as_tensor(actions, device=device), device)
+    plain = Timed(gym.vector.SyncVectorEnv([PlainBandit for _ in range(num_envs)]), actions) if with_sync else None
+    rates_b, rates_s = [], []
+    for _ in range(rounds):
+        rates_b.append(batched.block(steps) * num_envs)
+        if plain is not None:
+            rates_s.append(plain.block(steps) * num_envs)
+    return float(np.median(rates_b)), (float(np.median(rates_s)) if rates_s else None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-envs", type=int, nargs="+", default=[16, 256, 4096, 65536])
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--sync-max", type=int, default=4096, help="largest num_envs run through SyncVectorEnv")
+    parser.add_argument("--steps", type=int, default=200, help="steps per timed block")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timed blocks per side (median)")
+    parser.add_argument("--sync-max", type=int, default=65536, help="largest num_envs run through SyncVectorEnv")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
-    print(f"Bandit throughput: {K} Bernoulli arms, {args.steps} steps, device {args.device}, torch "
+    print(f"Bandit throughput: {K} Bernoulli arms, {args.rounds} x {args.steps} steps, device {args.device}, torch "
           f"{torch.__version__} ({torch.get_num_threads()} threads), {platform.processor()}")
     print(f"{'num_envs':>9}{'batched steps/s':>18}{'SyncVectorEnv steps/s':>24}{'ratio':>9}")
     rows, sync_rate = [], None
     for n in args.num_envs:
-        actions = np.random.default_rng(n).integers(0, K, size=(args.steps, n))
-        batched = rate_batched(n, actions, args.device)
         measured = n <= args.sync_max
+        steps = max(2, args.steps // args.rounds) if n >= 4096 else args.steps
+        batched, sync = measure(n, steps, args.rounds, args.device, measured)
         if measured:
-            sync_rate = rate_sync(n, actions)
+            sync_rate = sync
         note = "" if measured else f"  (SyncVectorEnv figure from {args.sync_max} envs)"
         rows.append(dict(num_envs=n, batched=batched, sync=sync_rate, sync_measured=measured,
                          ratio=batched / sync_rate))

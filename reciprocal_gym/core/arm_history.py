@@ -44,8 +44,12 @@ class ArmHistory:
     def record(self, steps: Tensor, arm: Tensor, value: Tensor, live: Tensor | None = None) -> ArmHistory:
         """Add pull ``steps`` (B,) (0-based) of ``arm`` (B,) with ``value`` (B,); with a window the pull from
         ``window`` steps ago leaves. ``live`` (B,) bool limits the update to some learners (None = all)."""
-        one = torch.ones_like(value).unsqueeze(1) if live is None else live.to(value.dtype).unsqueeze(1)
-        gained = value.unsqueeze(1) * one
+        if live is None:
+            gained = value.unsqueeze(1)
+            one = torch.ones_like(gained)
+        else:
+            one = live.to(value.dtype).unsqueeze(1)
+            gained = value.unsqueeze(1) * one
         counts, sums = self.counts, self.sums
         window_arm, window_value = self.window_arm, self.window_value
         if window_arm is not None:

@@ -150,6 +150,9 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._key = torch.zeros(B, dtype=torch.int32, device=dev)
         self._uniforms = crandom.UniformBlocks()
         self._ones = torch.ones(B, 1, dtype=dt, device=dev)
+        self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
+                      and dt == torch.float32 and self.device.type == "cpu")
+        self._lam, self._max_steps = float(cfg.lam), int(cfg.max_steps)
         window = cfg.window if self.windowed and not self.expected else None
         self.history = ArmHistory.empty(B, K, window, dt, dev)
 
@@ -207,7 +210,8 @@ class BanditVectorEnv(BatchedVectorEnv):
     def _check_actions(self, actions: Any) -> Tensor:
         B, K = self.num_envs, self.n_arms
         a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
-        a = a.to(self.device)
+        if a.device != self.device:
+            a = a.to(self.device)
         if self.expected:
             if a.shape != (B, K) or not a.is_floating_point():
                 raise ValueError(f"action must be a float array of shape ({B}, {K}) (a distribution over arms per "
@@ -229,8 +233,16 @@ class BanditVectorEnv(BatchedVectorEnv):
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
-        a = self._check_actions(actions)
         every = rows is self._all_rows
+        if every and self._fast and isinstance(actions, Tensor) and actions.shape == (self.num_envs,) \
+                and actions.dtype == torch.int64 and actions.device == self.device:
+            try:  # on the CPU, gather checks the arm range itself; its error becomes the usual ValueError below
+                mu = self.means.gather(1, actions.unsqueeze(1)).squeeze(1)
+            except RuntimeError:
+                mu = None
+            if mu is not None:
+                return self._step_fast(actions, mu)
+        a = self._check_actions(actions)
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
             mu = (a * self.means).sum(1)
@@ -276,14 +288,30 @@ class BanditVectorEnv(BatchedVectorEnv):
                 "best_arm": self._best_arm}
         return reward, terminated, truncated, info
 
+    def _step_fast(self, a: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """The common case in fewer tensor operations: every learner pulls arm ``a`` (true means ``mu``), full
+        history, float32 Bernoulli arms on the CPU. Same arithmetic as the general path (tests cover both)."""
+        index = a.unsqueeze(1)
+        reward = (self._uniforms.next(self._key, self.steps, torch.float32) < mu).float()
+        h = self.history
+        counts = h.counts.scatter_add(1, index, self._ones)
+        sums = h.sums.scatter_add(1, index, reward.unsqueeze(1))
+        self.history = ArmHistory(counts, sums, None, None)
+        self.pulls = counts
+        self.theta = sums / (counts + self._lam) if self._lam > 0 else self.history.means(0.0)
+        regret = self._best - mu
+        self.steps = self.steps + 1
+        self.cumulative_regret = self.cumulative_regret + regret
+        truncated = self.steps >= self._max_steps
+        info = {"regret": regret, "cumulative_regret": self.cumulative_regret, "arm": a, "best_arm": self._best_arm}
+        return reward, torch.zeros_like(truncated), truncated, info
+
     def _observe(self) -> dict[str, Tensor]:
-        f32 = torch.float32
-        return {
-            "theta": self.theta.to(f32),
-            "counts": self.history.counts.to(f32),
-            "pulls": self.pulls.to(f32),
-            "step": self.steps.to(f32).unsqueeze(1),
-        }
+        obs = {"theta": self.theta, "counts": self.history.counts, "pulls": self.pulls}
+        if self.dtype != torch.float32:
+            obs = {key: value.float() for key, value in obs.items()}
+        obs["step"] = self.steps.float().unsqueeze(1)
+        return obs
 
 
 class BanditEnv(SingleEnv):
