@@ -5,7 +5,34 @@ dimension) and returns one action per learner; ``act_single(obs)`` does the same
 observation. Agents are seeded with ``reset(seed)`` and use their own torch generator.
 """
 
+from agents.bandits import LinUCBAgent, ThompsonAgent, UCB1Agent
 from agents.base import Agent
-from agents.selection import CRITERIA, RULES, SelectionAgent, confidence, entropy, margin, uncertainty
+from agents.selection import (
+    CRITERIA,
+    RULES,
+    SelectionAgent,
+    confidence,
+    entropy,
+    margin,
+    mean,
+    sparsemax,
+    ucb,
+    uncertainty,
+)
 
-__all__ = ["CRITERIA", "RULES", "Agent", "SelectionAgent", "confidence", "entropy", "margin", "uncertainty"]
+__all__ = [
+    "CRITERIA",
+    "RULES",
+    "Agent",
+    "LinUCBAgent",
+    "SelectionAgent",
+    "ThompsonAgent",
+    "UCB1Agent",
+    "confidence",
+    "entropy",
+    "margin",
+    "mean",
+    "sparsemax",
+    "ucb",
+    "uncertainty",
+]

@@ -1,7 +1,8 @@
-"""Selection rules over selection criteria, for the pool-based environments (self-training, active learning).
+"""Selection rules over selection criteria, for every environment of the suite.
 
-A criterion maps a batched observation to scores (B, n_pool), higher = more wanted. A rule turns scores into a
-choice, honouring ``obs["action_mask"]``:
+A criterion maps a batched observation to scores (B, n_choices), higher = more wanted: pool points in the pool
+environments, arms in the bandits. A rule turns scores into a choice, honouring ``obs["action_mask"]`` where the
+observation has one:
 
 =================  ===========================================  ===========  ====================================
 rule               choice                                       randomized   Lipschitz in the scores
@@ -9,14 +10,20 @@ rule               choice                                       randomized   Lip
 ``greedy``         argmax (top-k)                               no           no (jumps when the argmax switches)
 ``epsilon``        uniform with prob. epsilon, else argmax      yes          no (same jumps)
 ``softmax``        sample from softmax(score / tau)             yes          yes, constant 1 / (2 tau)
+``sparsemax``      sample from sparsemax(score / tau)           yes          yes, constant 1 / tau
 ``random``         uniform over allowed points                  yes          yes (constant law)
 =================  ===========================================  ===========  ====================================
 
-Softmax selection is the entropy-regularized rule (it maximises E[score] + tau * entropy), the randomized,
-regularized selection under which the reciprocal-learning convergence theorem can hold. In the env's
-``expected`` adaptation mode the agent returns the selection law itself (``law=True``).
+Softmax selection is the entropy-regularized rule (it maximises E[score] + tau * entropy); sparsemax is the
+quadratically regularized one (it maximises E[score] - tau / 2 * |law|^2, the Euclidean projection of score / tau
+onto the simplex, which can put zero mass on poor choices). Both are randomized and regularized, as the
+reciprocal-learning convergence theorem needs. In an env's ``expected`` mode the agent returns the selection law
+itself (``law=True``). Scores of +inf (e.g. the UCB index of an arm never pulled) are taken first: the law is
+uniform over them, the limit of every rule.
 
-A criterion can be any function ``obs -> scores`` (a tensor (B, n_pool)); pass it as ``criterion=``.
+Criteria: pool envs ``confidence``, ``margin``, ``entropy`` (self-training), ``uncertainty`` (active learning);
+bandits ``mean`` (the estimated arm mean) and ``ucb`` (the UCB1 index). A criterion can be any function
+``obs -> scores`` (a tensor (B, n_choices)); pass it as ``criterion=``.
 """
 
 from __future__ import annotations
@@ -56,13 +63,47 @@ def uncertainty(obs: dict[str, Tensor]) -> Tensor:
     return obs["candidates"][..., -2]
 
 
+def mean(obs: dict[str, Tensor]) -> Tensor:
+    """Estimated arm mean (bandits: ``obs["theta"]``)."""
+    return obs["theta"]
+
+
+def ucb(obs: dict[str, Tensor]) -> Tensor:
+    """UCB1 index ``theta_k + sqrt(2 log t / n_k)``, +inf for an arm not in the history (bandits)."""
+    t = obs["step"].clamp_min(1.0)
+    n = obs["counts"]
+    bonus = torch.sqrt(2.0 * torch.log(t) / n.clamp_min(1e-12))
+    return torch.where(n > 0, obs["theta"] + bonus, torch.inf)
+
+
 CRITERIA: dict[str, Criterion] = {
     "confidence": confidence,
     "margin": margin,
     "entropy": entropy,
     "uncertainty": uncertainty,
+    "mean": mean,
+    "ucb": ucb,
 }
-RULES = ("greedy", "epsilon", "softmax", "random")
+RULES = ("greedy", "epsilon", "softmax", "sparsemax", "random")
+
+
+def sparsemax(z: Tensor, mask: Tensor) -> Tensor:
+    """Euclidean projection of each row of z onto the simplex over the entries where ``mask`` is True."""
+    filled = torch.where(mask, z, -torch.inf)
+    ordered = filled.sort(dim=-1, descending=True).values
+    k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype, device=z.device)
+    finite = torch.isfinite(ordered)
+    cumulative = torch.where(finite, ordered, 0.0).cumsum(-1)
+    support = finite & (1.0 + k * ordered > cumulative)
+    size = support.sum(-1, keepdim=True).clamp_min(1)
+    threshold = (cumulative.gather(-1, size - 1) - 1.0) / size.to(z.dtype)
+    return torch.where(mask, (z - threshold).clamp_min(0.0), 0.0)
+
+
+def _mask(obs: dict[str, Tensor], scores: Tensor) -> Tensor:
+    if "action_mask" in obs:
+        return obs["action_mask"].bool()
+    return torch.ones_like(scores, dtype=torch.bool)
 
 
 class SelectionAgent(Agent):
@@ -71,7 +112,7 @@ class SelectionAgent(Agent):
     Args:
         criterion: a name in :data:`CRITERIA` or a function ``obs -> scores (B, n_pool)``.
         rule: one of :data:`RULES`.
-        tau: softmax temperature (> 0), rule ``softmax``.
+        tau: temperature (> 0) of the rules ``softmax`` and ``sparsemax``.
         epsilon: exploration probability in [0, 1], rule ``epsilon``.
         k: points per step; must match the env's ``k`` (k > 1 gives (B, k) distinct indices).
         law: return the selection law (B, n_pool) instead of indices, for ``adaptation="expected"``.
@@ -107,14 +148,29 @@ class SelectionAgent(Agent):
         self.criterion, self.rule, self.tau, self.epsilon, self.k, self.law = criterion, rule, tau, epsilon, k, law
         super().__init__(seed)
 
+    @property
+    def conditions(self) -> dict[str, object]:
+        """Which conditions of the reciprocal-learning convergence theorem this selection satisfies."""
+        lipschitz = {"softmax": f"yes, 1 / (2 tau) = {1 / (2 * self.tau):.3g}",
+                     "sparsemax": f"yes, 1 / tau = {1 / self.tau:.3g}", "random": "yes (constant law)"}
+        return {"randomized": self.rule != "greedy", "regularized": self.rule in ("softmax", "sparsemax"),
+                "lipschitz": lipschitz.get(self.rule, "no")}
+
     def selection_law(self, obs: dict[str, Tensor]) -> Tensor:
-        """(B, n_pool) probability of selecting each point (for one draw)."""
-        mask = obs["action_mask"].bool()
+        """(B, n_choices) probability of selecting each choice (for one draw)."""
         scores = self.criterion(obs).to(torch.float64)
+        mask = _mask(obs, scores)
+        first = mask & torch.isposinf(scores)
+        if bool(first.any()):  # +inf scores come first: uniform over them (the limit of every rule)
+            has = first.any(-1, keepdim=True)
+            scores = torch.where(first, 1.0, torch.where(has, -torch.inf, scores))
+            mask = torch.where(has, first, mask)
         if self.rule == "random":
             law = mask.to(torch.float64)
         elif self.rule == "softmax":
             law = torch.softmax(torch.where(mask, scores / self.tau, -torch.inf), dim=-1)
+        elif self.rule == "sparsemax":
+            law = sparsemax(torch.where(mask, scores, 0.0) / self.tau, mask)
         else:
             best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
             law = torch.zeros_like(scores).scatter_(1, best, 1.0)
@@ -130,17 +186,20 @@ class SelectionAgent(Agent):
         device = law.device
         law = law.cpu()
         if self.rule == "greedy":
-            mask = obs["action_mask"].bool().cpu()
-            scores = torch.where(mask, self.criterion(obs).to(torch.float64).cpu(), -torch.inf)
+            raw = self.criterion(obs).to(torch.float64).cpu()
+            scores = torch.where(_mask(obs, raw).cpu(), raw, -torch.inf)
             chosen = scores.topk(self.k, dim=-1).indices
         elif self.rule == "epsilon":
             explore = torch.rand(law.shape[0], generator=self.generator) < self.epsilon
-            mask = obs["action_mask"].bool().cpu()
-            scores = torch.where(mask, self.criterion(obs).to(torch.float64).cpu(), -torch.inf)
+            raw = self.criterion(obs).to(torch.float64).cpu()
+            mask = _mask(obs, raw).cpu()
+            scores = torch.where(mask, raw, -torch.inf)
             greedy = scores.topk(self.k, dim=-1).indices
             uniform = torch.multinomial(mask.to(torch.float64), self.k, replacement=False, generator=self.generator)
             chosen = torch.where(explore.unsqueeze(1), uniform, greedy)
         else:
+            if self.k > 1:  # draws beyond a sparse law's support are uniform over the other allowed points
+                law = law + 1e-12 * _mask(obs, law).cpu()
             chosen = torch.multinomial(law, self.k, replacement=False, generator=self.generator)
         chosen = chosen.to(device)
         return chosen.squeeze(1) if self.k == 1 else chosen
