@@ -115,7 +115,7 @@ class SelectionAgent(Agent):
         tau: temperature (> 0) of the rules ``softmax`` and ``sparsemax``.
         epsilon: exploration probability in [0, 1], rule ``epsilon``.
         k: points per step; must match the env's ``k`` (k > 1 gives (B, k) distinct indices).
-        law: return the selection law (B, n_pool) instead of indices, for ``adaptation="expected"``.
+        law: return the selection law (B, n_pool), float64, instead of indices, for ``adaptation="expected"``.
         seed: seed of the agent's generator.
     """
 
@@ -182,7 +182,7 @@ class SelectionAgent(Agent):
     def act(self, obs: dict[str, Tensor]) -> Tensor:
         law = self.selection_law(obs)
         if self.law:
-            return law.to(torch.float32)
+            return law  # float64: the env casts it to its dtype (the law feeds fixed-point checks)
         device = law.device
         law = law.cpu()
         if self.rule == "greedy":

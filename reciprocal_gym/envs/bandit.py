@@ -314,6 +314,27 @@ class BanditVectorEnv(BatchedVectorEnv):
         return obs
 
 
+    def parameters(self) -> Tensor:
+        return self.theta
+
+    def training_measure(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Bernoulli arms: the history as a measure on arms x {0, 1}, support (k, r) with mass ``n_k - S_k`` at
+        r = 0 and ``S_k`` at r = 1; features ``e_k / sqrt(2)`` (so different arms are at distance 1) and reward
+        one-hot labels (distance 2 between rewards 0 and 1). An empty history is uniform over arms with reward 0."""
+        if self.config.reward_dist != "bernoulli":
+            raise NotImplementedError("the diagnostics' W1 needs a finite support: Bernoulli arms only "
+                                      "(use distance='theta' for Gaussian arms)")
+        B, K = self.num_envs, self.n_arms
+        eye = torch.eye(K, dtype=self.dtype, device=self.device) / 2**0.5
+        x = eye.repeat(2, 1).expand(B, -1, -1)
+        y = torch.eye(2, dtype=self.dtype, device=self.device).repeat_interleave(K, 0).expand(B, -1, -1)
+        n, s = self.history.counts, self.history.sums
+        mass = torch.cat([(n - s).clamp_min(0.0), s], dim=1)
+        total = mass.sum(1, keepdim=True)
+        empty = torch.cat([torch.ones_like(n), torch.zeros_like(s)], 1) / K
+        return x, y, torch.where(total > 0, mass / torch.where(total > 0, total, 1.0), empty)
+
+
 class BanditEnv(SingleEnv):
     __doc__ = BanditVectorEnv.__doc__
     vector_class = BanditVectorEnv

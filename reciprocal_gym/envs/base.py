@@ -104,6 +104,19 @@ class BatchedVectorEnv(VectorEnv):
     def _observe(self) -> dict[str, Tensor]:
         raise NotImplementedError
 
+    # ----- state access for diagnostics -----------------------------------------------------------------------
+    def parameters(self) -> Tensor:
+        """(B, P) the learners' current model parameters (float tensor on ``device``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its parameters")
+
+    def training_measure(self) -> tuple[Tensor, Tensor, Tensor]:
+        """The learners' training sets as measures on a finite support in X x Y.
+
+        Returns ``(x, y, mass)``: support points with features x (B, n, d) and label vectors y (B, n, C) (one-hot
+        or probability vectors), and masses (B, n) summing to 1 per learner. Ground cost of the diagnostics:
+        ``|x - x'|_2 + |y - y'|_1``."""
+        raise NotImplementedError(f"{type(self).__name__} has no finite training measure")
+
     # ----- seeding --------------------------------------------------------------------------------------------
     def _parse_reset_mask(self, options: dict[str, Any] | None) -> Tensor:
         if options is None or options.get("reset_mask") is None:

@@ -303,6 +303,10 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         }
 
 
+    def parameters(self) -> Tensor:
+        return self.theta.flatten(1)
+
+
 class ContextualBanditEnv(SingleEnv):
     __doc__ = ContextualBanditVectorEnv.__doc__
     vector_class = ContextualBanditVectorEnv

@@ -265,6 +265,10 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         return obs
 
 
+    def parameters(self) -> Tensor:
+        return self.theta
+
+
 class SolverRelaxEnv(SingleEnv):
     __doc__ = SolverRelaxVectorEnv.__doc__
     vector_class = SolverRelaxVectorEnv

@@ -1,0 +1,338 @@
+"""Convergence diagnostics of reciprocal learning, per learner and per step.
+
+The state of a learner is (theta_t, P_t), with P_t its training set as a measure on X x Y. The diagnostics follow
+the metric of the reciprocal-learning analysis, ``d_t = |theta_t - theta_{t-1}|_2 + W1(P_t, P_{t-1})``, with ground
+cost ``|x - x'|_2 + |y - y'|_1`` between support points (features x, label vectors y: one-hot or probabilities).
+
+W1 modes:
+
+- ``"exact"``: the exact Wasserstein-1 distance. Successive training sets live on one support, and for a metric
+  cost the mass two measures share at a point can stay in place, so only the mass that moved enters the transport
+  problem. When one side of that reduced problem is a single point (adding one atom, a hard label) the distance is
+  a closed-form sum, computed for all learners at once; otherwise POT's exact ``ot.emd2`` solves the (small)
+  reduced problem per learner. Equal to ``ot.emd2`` on the full support (tested to 1e-9 in float64).
+- ``"sliced"``: the sliced Wasserstein-1 distance with ``n_projections`` random directions of the concatenated
+  vector (x, y), batched in torch (no per-learner loop). It is a lower bound: sliced-W1 <= W1 with the Euclidean
+  cost on (x, y) <= W1 with the cost above; on the documented case in ``benchmarks/diagnostics_overhead.py`` it
+  is 5-10x smaller than the exact W1 but moves in proportion to it, so step ratios and rates stay meaningful.
+- ``"theta"``: no W1 (``d_t = |theta_t - theta_{t-1}|``), for environments without a finite training measure.
+
+Per step, ``info`` gains (tensors (B,), each with its ``"_" + key`` validity mask as in Gymnasium's vector info):
+``theta_step``, ``w1``, ``d``, ``step_ratio`` (``d_t / d_{t-1}``), ``rate`` (geometric-mean step ratio over the
+last ``window`` steps), and ``verdict`` (an index into :data:`VERDICTS`). :meth:`ConvergenceDiagnostics.reasons`
+explains each learner's verdict in words.
+
+Verdicts: ``converged`` (``d_t <= tol``); ``diverging`` (theta not finite, ``|theta| > theta_limit``, or ``|theta|``
+growing tenfold over the window while steps grow); ``oscillating`` (no contraction over the window, rate >= 0.95,
+and the state returns to within 10 % of a state 2 to ``max_period`` steps earlier, i.e. a cycle); ``undecided``
+otherwise (including slow, non-geometric decay).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import ot
+import torch
+from gymnasium.vector import VectorEnv, VectorWrapper
+from torch import Tensor
+
+VERDICTS = ("undecided", "converged", "oscillating", "diverging")
+DISTANCES = ("exact", "sliced", "theta")
+
+
+def _pairwise_cost(xa: Tensor, ya: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
+    """(..., na, nb) ground cost |x - x'|_2 + |y - y'|_1."""
+    exact = "donot_use_mm_for_euclid_dist"  # the matrix-product shortcut loses ~1e-8 relative accuracy
+    return torch.cdist(xa, xb, compute_mode=exact) + torch.cdist(ya, yb, p=1)
+
+
+def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor) -> Tensor:
+    """Exact W1 between P = sum m_prev_i delta(x_i, y_prev_i) and Q = sum m_now_i delta(x_i, y_now_i), per learner.
+
+    Args: x (B, n, d), y_prev / y_now (B, n, C), m_prev / m_now (B, n) with equal sums per learner.
+    """
+    B, n = m_prev.shape
+    same = (y_prev == y_now).all(-1)
+    common = torch.where(same, torch.minimum(m_prev, m_now), 0.0)
+    p, q = m_prev - common, m_now - common
+    dust = 1e-13 * m_prev.sum(1, keepdim=True).clamp_min(1e-300)
+    p, q = torch.where(p > dust, p, 0.0), torch.where(q > dust, q, 0.0)
+    n_src, n_dst = (p > 0).sum(1), (q > 0).sum(1)
+    w1 = torch.zeros(B, dtype=m_prev.dtype, device=m_prev.device)
+    rows = torch.arange(B, device=m_prev.device)
+    # one target point: every source sends its mass there (the only coupling)
+    one_dst = (n_dst == 1) & (n_src >= 1)
+    if bool(one_dst.any()):
+        j = q.argmax(1)
+        cost = _pairwise_cost(x, y_prev, x[rows, j].unsqueeze(1), y_now[rows, j].unsqueeze(1)).squeeze(-1)
+        w1 = torch.where(one_dst, (p * cost).sum(1), w1)
+    one_src = (n_src == 1) & (n_dst > 1)
+    if bool(one_src.any()):
+        i = p.argmax(1)
+        cost = _pairwise_cost(x[rows, i].unsqueeze(1), y_prev[rows, i].unsqueeze(1), x, y_now).squeeze(1)
+        w1 = torch.where(one_src, (q * cost).sum(1), w1)
+    rest = torch.nonzero((n_src > 1) & (n_dst > 1)).squeeze(1).tolist()
+    for b in rest:
+        src, dst = torch.nonzero(p[b]).squeeze(1), torch.nonzero(q[b]).squeeze(1)
+        cost = _pairwise_cost(x[b, src], y_prev[b, src], x[b, dst], y_now[b, dst]).double().cpu().numpy()
+        a = p[b, src].double().cpu().numpy()
+        c = q[b, dst].double().cpu().numpy()
+        c = c * (a.sum() / c.sum())  # the dust threshold can unbalance the sums by ~1e-13
+        w1[b] = float(ot.emd2(a, c, cost, numItermax=10_000_000))
+    return w1
+
+
+def sliced_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor, directions: Tensor) -> Tensor:
+    """Sliced W1 (mean over ``directions`` (L, d + C) unit vectors) between the same measures, batched."""
+    points = torch.cat([torch.cat([x, y_prev], -1), torch.cat([x, y_now], -1)], dim=1)  # (B, 2n, d + C)
+    signed = torch.cat([m_prev, -m_now], dim=1)  # P minus Q on the union of support points
+    z = points @ directions.T.to(points.dtype)  # (B, 2n, L)
+    order = z.argsort(dim=1)
+    zs = z.gather(1, order)
+    cdf = signed.unsqueeze(-1).expand_as(z).gather(1, order).cumsum(1)
+    return (cdf[:, :-1].abs() * (zs[:, 1:] - zs[:, :-1])).sum(1).mean(-1)
+
+
+class _Tracker:
+    """The batched bookkeeping of the diagnostics for a vector env (B learners)."""
+
+    def __init__(self, env: Any, distance: str, tol: float, window: int, max_period: int, theta_limit: float,
+                 n_projections: int, seed: int) -> None:
+        if distance not in DISTANCES:
+            raise ValueError(f"distance={distance!r} is not allowed; choose one of {DISTANCES}")
+        if window < 2 or max_period < 2 or max_period > window:
+            raise ValueError(f"window={window!r} and max_period={max_period!r} must satisfy 2 <= max_period <= window")
+        if not tol > 0:
+            raise ValueError(f"tol={tol!r} is not allowed; it must be > 0")
+        self.env, self.distance, self.tol, self.window = env, distance, tol, window
+        self.max_period, self.theta_limit = max_period, theta_limit
+        theta = env.parameters()
+        if distance != "theta":
+            try:
+                x, _, _ = env.training_measure()
+            except NotImplementedError as exc:
+                raise ValueError(f"distance={distance!r} needs a finite training measure: {exc}") from exc
+            generator = torch.Generator().manual_seed(seed)
+            dirs = torch.randn(n_projections, x.shape[-1] + env.training_measure()[1].shape[-1], generator=generator,
+                               dtype=torch.float64)
+            self.directions = (dirs / dirs.norm(dim=1, keepdim=True)).to(theta.device)
+        B, P = theta.shape
+        self.B = B
+        self.thetas = torch.zeros(B, window + 1, P, dtype=theta.dtype, device=theta.device)
+        self.ds = torch.zeros(B, window, dtype=theta.dtype, device=theta.device)
+        self.count = torch.zeros(B, dtype=torch.int64, device=theta.device)
+        self.verdict = torch.zeros(B, dtype=torch.int64, device=theta.device)
+        self._reasons = ["no steps yet"] * B
+        self._x = None
+        self._y = self._m = None
+
+    def restart(self, rows: Tensor) -> None:
+        """Learners ``rows`` began a new episode: forget their history and take their current state."""
+        theta = self.env.parameters()
+        self.thetas = torch.where(rows.view(-1, 1, 1), theta.unsqueeze(1).expand_as(self.thetas), self.thetas)
+        self.ds = torch.where(rows.unsqueeze(1), 0.0, self.ds)
+        self.count = torch.where(rows, 0, self.count)
+        self.verdict = torch.where(rows, 0, self.verdict)
+        if self.distance != "theta":
+            x, y, m = self.env.training_measure()
+            if self._x is None:
+                self._x, self._y, self._m = x, y, m
+            else:
+                r3 = rows.view(-1, 1, 1)
+                self._x = torch.where(r3, x, self._x)
+                self._y = torch.where(r3, y, self._y)
+                self._m = torch.where(rows.unsqueeze(1), m, self._m)
+        for b in torch.nonzero(rows).squeeze(1).tolist():
+            self._reasons[b] = "no steps yet"
+
+    def update(self, stepped: Tensor) -> dict[str, Tensor]:
+        """Diagnostics after a step of learners ``stepped`` (the others keep their values)."""
+        theta = self.env.parameters()
+        previous = self.thetas[:, -1]
+        theta_step = (theta - previous).norm(dim=1)
+        theta_step = torch.where(torch.isfinite(theta_step), theta_step, torch.zeros_like(theta_step))
+        w1 = torch.zeros_like(theta_step)
+        if self.distance != "theta":
+            _, y, m = self.env.training_measure()
+            if self.distance == "exact":
+                w1 = exact_w1(self._x, self._y, self._m, y, m)
+            else:
+                w1 = sliced_w1(self._x, self._y, self._m, y, m, self.directions)
+            keep = stepped.view(-1, 1, 1)
+            self._y = torch.where(keep, y, self._y)
+            self._m = torch.where(stepped.unsqueeze(1), m, self._m)
+        d = theta_step + w1
+        d_prev = self.ds[:, -1]
+        has_prev = (self.count >= 1) & (d_prev > 0)
+        ratio = torch.where(has_prev, d / torch.where(has_prev, d_prev, 1.0), 0.0)
+        live = stepped.unsqueeze(1)
+        self.ds = torch.where(live, torch.cat([self.ds[:, 1:], d.unsqueeze(1)], 1), self.ds)
+        self.thetas = torch.where(live.unsqueeze(-1), torch.cat([self.thetas[:, 1:], theta.unsqueeze(1)], 1),
+                                  self.thetas)
+        self.count = self.count + stepped.long()
+        w = self.window
+        full = self.count >= w
+        first = self.ds[:, 0]
+        rate_ok = full & (first > 0) & (d > 0)
+        rate = torch.where(rate_ok, (d / torch.where(rate_ok, first, 1.0)).clamp_min(1e-300) ** (1.0 / (w - 1)),
+                           0.0)
+        self._judge(theta, d, rate, rate_ok, full, stepped)
+        return {"theta_step": theta_step, "w1": w1, "d": d, "step_ratio": ratio, "rate": rate,
+                "verdict": self.verdict.clone()}, {"step_ratio": has_prev & stepped, "rate": rate_ok & stepped}
+
+    def _judge(self, theta: Tensor, d: Tensor, rate: Tensor, rate_ok: Tensor, full: Tensor, stepped: Tensor) -> None:
+        norm = theta.norm(dim=1)
+        finite = torch.isfinite(theta).all(1)
+        huge = norm > self.theta_limit
+        old_norm = self.thetas[:, 1].norm(dim=1)
+        growing = full & (norm > 10.0 * old_norm.clamp_min(1e-12)) & rate_ok & (rate > 1.0)
+        diverging = ~finite | huge | growing
+        converged = finite & (d <= self.tol)
+        recent = (self.thetas[:, -1] - self.thetas[:, -2]).norm(dim=1)
+        back = torch.stack([(self.thetas[:, -1] - self.thetas[:, -1 - lag]).norm(dim=1)
+                            for lag in range(2, self.max_period + 1)], 1)
+        closest, lag = back.min(1)
+        recurrent = full & (closest <= 0.1 * recent) & (recent > self.tol)
+        stalled = rate_ok & (rate >= 0.95)
+        oscillating = recurrent & (stalled | ~rate_ok)
+        verdict = torch.where(diverging, 3, torch.where(converged, 1, torch.where(oscillating, 2, 0)))
+        self.verdict = torch.where(stepped, verdict, self.verdict)
+        rows = torch.nonzero(stepped).squeeze(1).tolist()
+        if not rows:
+            return
+        values = {name: t.detach().cpu() for name, t in (("d", d), ("rate", rate), ("rate_ok", rate_ok),
+                                                           ("norm", norm), ("finite", finite), ("huge", huge),
+                                                           ("closest", closest), ("recent", recent),
+                                                           ("lag", lag), ("verdict", verdict), ("full", full))}
+        for b in rows:
+            v = int(values["verdict"][b])
+            rate_txt = f"rate {float(values['rate'][b]):.3g}" if bool(values["rate_ok"][b]) else "rate not yet known"
+            if v == 3:
+                why = ("theta is not finite" if not bool(values["finite"][b]) else
+                       f"|theta| = {float(values['norm'][b]):.3g} > {self.theta_limit:g}" if bool(values["huge"][b])
+                       else f"|theta| grew more than tenfold over {self.window} steps ({rate_txt})")
+            elif v == 1:
+                why = f"d_t = {float(values['d'][b]):.3g} <= tol = {self.tol:g}"
+            elif v == 2:
+                period = int(values["lag"][b]) + 2
+                why = (f"theta returns within {float(values['closest'][b]):.3g} of its value {period} steps earlier "
+                       f"(last step {float(values['recent'][b]):.3g}): a cycle of period {period}; {rate_txt}")
+            else:
+                why = (f"d_t = {float(values['d'][b]):.3g} > tol; {rate_txt}"
+                       + ("" if bool(values["full"][b]) else f"; fewer than {self.window} steps seen"))
+            self._reasons[b] = f"{VERDICTS[v]}: {why}"
+
+    def reasons(self) -> list[str]:
+        return list(self._reasons)
+
+
+class ConvergenceDiagnostics(VectorWrapper):
+    """Add convergence diagnostics to the ``info`` of a batched env (see the module docstring for the quantities).
+
+    Given a single ``gymnasium.Env`` of the suite it returns a :class:`SingleConvergenceDiagnostics` instead, which
+    does the same for its one learner.
+
+    Args:
+        env: a vector env of the suite (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), or a single
+            env from ``gym.make``.
+        distance: ``"exact"`` (default), ``"sliced"`` or ``"theta"``.
+        tol: ``d_t`` at or below it counts as converged (1e-8).
+        window: steps over which the rate and the cycle test look back (10).
+        max_period: longest cycle the oscillation test looks for (4).
+        theta_limit: ``|theta|`` above it counts as diverging (1e6).
+        n_projections: directions of the sliced distance (64), drawn from ``seed`` (0).
+    """
+
+    def __new__(cls, env: Any, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(env, VectorEnv):
+            return SingleConvergenceDiagnostics(env, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, env: VectorEnv, distance: str = "exact", tol: float = 1e-8, window: int = 10,
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 64, seed: int = 0) -> None:
+        super().__init__(env)
+        self.tracker = _Tracker(env.unwrapped, distance, tol, window, max_period, theta_limit, n_projections, seed)
+        self._started = False
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        rows = None if options is None else options.get("reset_mask")
+        base = self.env.unwrapped
+        mask = torch.ones(base.num_envs, dtype=torch.bool, device=base.device) if rows is None or not self._started \
+            else torch.as_tensor(rows, device=base.device)
+        self.tracker.restart(mask)
+        self._started = True
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
+        base = self.env.unwrapped
+        restarting = base._needs_reset.clone()
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        mode = base.metadata["autoreset_mode"]
+        if mode == gym.vector.AutoresetMode.NEXT_STEP:
+            stepped, restart = ~restarting, restarting
+        elif mode == gym.vector.AutoresetMode.SAME_STEP:  # ended learners were reset within the step
+            restart = torch.as_tensor(terminated | truncated, device=restarting.device)
+            stepped = ~restart
+        else:
+            stepped, restart = torch.ones_like(restarting), None
+        values, masks = self.tracker.update(stepped)
+        if restart is not None and bool(restart.any()):
+            self.tracker.restart(restart)
+        info = dict(info)
+        for key, value in values.items():
+            info[key] = value
+            info["_" + key] = masks.get(key, stepped)
+        return obs, reward, terminated, truncated, info
+
+    def reasons(self) -> list[str]:
+        """Each learner's current verdict, in words."""
+        return self.tracker.reasons()
+
+    @property
+    def verdict_names(self) -> tuple[str, ...]:
+        return VERDICTS
+
+
+class SingleConvergenceDiagnostics(gym.Wrapper):
+    """The diagnostics for a single env of the suite (its batched engine with one learner); info values are floats."""
+
+    def __init__(self, env: gym.Env, distance: str = "exact", tol: float = 1e-8, window: int = 10,
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 64, seed: int = 0) -> None:
+        super().__init__(env)
+        vector = getattr(env.unwrapped, "vector_env", None)
+        if vector is None:
+            raise ValueError("ConvergenceDiagnostics needs an environment of the reciprocal_gym suite")
+        self.tracker = _Tracker(vector, distance, tol, window, max_period, theta_limit, n_projections, seed)
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self.tracker.restart(torch.ones(1, dtype=torch.bool))
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        values, masks = self.tracker.update(torch.ones(1, dtype=torch.bool))
+        info = dict(info)
+        for key, value in values.items():
+            if bool(masks.get(key, torch.ones(1, dtype=torch.bool))[0]):
+                item = value[0].item()
+                info[key] = VERDICTS[item] if key == "verdict" else item
+        info["verdict_reason"] = self.tracker.reasons()[0]
+        return obs, reward, terminated, truncated, info
+
+    def reasons(self) -> list[str]:
+        return self.tracker.reasons()
+
+
+def geometric_rate(d: np.ndarray) -> float | None:
+    """Least-squares slope of log d_t against t, as a per-step factor (None with fewer than 2 positive d_t)."""
+    d = np.asarray(d, dtype=np.float64)
+    keep = d > 0
+    if keep.sum() < 2:
+        return None
+    t = np.flatnonzero(keep)
+    return float(np.exp(np.polyfit(t, np.log(d[keep]), 1)[0]))
