@@ -317,7 +317,7 @@ class BanditVectorEnv(BatchedVectorEnv):
     def parameters(self) -> Tensor:
         return self.theta
 
-    def training_measure(self) -> tuple[Tensor, Tensor, Tensor]:
+    def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """Bernoulli arms: the history as a measure on arms x {0, 1}, support (k, r) with mass ``n_k - S_k`` at
         r = 0 and ``S_k`` at r = 1; features ``e_k / sqrt(2)`` (so different arms are at distance 1) and reward
         one-hot labels (distance 2 between rewards 0 and 1). An empty history is uniform over arms with reward 0."""

@@ -109,12 +109,13 @@ class BatchedVectorEnv(VectorEnv):
         """(B, P) the learners' current model parameters (float tensor on ``device``)."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its parameters")
 
-    def training_measure(self) -> tuple[Tensor, Tensor, Tensor]:
+    def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """The learners' training sets as measures on a finite support in X x Y.
 
         Returns ``(x, y, mass)``: support points with features x (B, n, d) and label vectors y (B, n, C) (one-hot
         or probability vectors), and masses (B, n) summing to 1 per learner. Ground cost of the diagnostics:
-        ``|x - x'|_2 + |y - y'|_1``."""
+        ``|x - x'|_2 + |y - y'|_1``. The features do not change within an episode; ``with_features=False`` skips
+        them (x is None)."""
         raise NotImplementedError(f"{type(self).__name__} has no finite training measure")
 
     # ----- seeding --------------------------------------------------------------------------------------------

@@ -464,10 +464,12 @@ class PoolVectorEnv(BatchedVectorEnv):
     def parameters(self) -> Tensor:
         return self.state.theta
 
-    def training_measure(self) -> tuple[Tensor, Tensor, Tensor]:
+    def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """Labeled rows (mass 1 each) and pool atoms (mass = weight, label = attached label), normalized; features
         are the learner's standardized features (no intercept)."""
-        x = torch.cat([self._labeled_X[..., :-1], self._features(self._rows["pool"])[..., :-1]], dim=1)
+        x = None
+        if with_features:
+            x = torch.cat([self._labeled_X[..., :-1], self._features(self._rows["pool"])[..., :-1]], dim=1)
         y = torch.cat([self._labeled_onehot, self.state.label], dim=1)
         ones = torch.ones(self.num_envs, self.sizes.n_labeled, dtype=self.dtype, device=self.device)
         mass = torch.cat([ones, self.state.weight], dim=1)

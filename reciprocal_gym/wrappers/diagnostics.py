@@ -9,8 +9,10 @@ W1 modes:
 - ``"exact"``: the exact Wasserstein-1 distance. Successive training sets live on one support, and for a metric
   cost the mass two measures share at a point can stay in place, so only the mass that moved enters the transport
   problem. When one side of that reduced problem is a single point (adding one atom, a hard label) the distance is
-  a closed-form sum, computed for all learners at once; otherwise POT's exact ``ot.emd2`` solves the (small)
-  reduced problem per learner. Equal to ``ot.emd2`` on the full support (tested to 1e-9 in float64).
+  a closed-form sum, computed for all learners at once; when both sides hold the same few (<= 6) equal masses
+  (amend, a full swap buffer) it is an assignment, solved by enumeration for all learners at once; otherwise POT's
+  exact ``ot.emd2`` solves the reduced problem per learner. Equal to ``ot.emd2`` on the full support (tested to
+  1e-9 in float64).
 - ``"sliced"``: the sliced Wasserstein-1 distance with ``n_projections`` random directions of the concatenated
   vector (x, y), batched in torch (no per-learner loop). It is a lower bound: sliced-W1 <= W1 with the Euclidean
   cost on (x, y) <= W1 with the cost above; on the documented case in ``benchmarks/diagnostics_overhead.py`` it
@@ -30,6 +32,7 @@ otherwise (including slow, non-geometric decay).
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -47,6 +50,18 @@ def _pairwise_cost(xa: Tensor, ya: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
     """(..., na, nb) ground cost |x - x'|_2 + |y - y'|_1."""
     exact = "donot_use_mm_for_euclid_dist"  # the matrix-product shortcut loses ~1e-8 relative accuracy
     return torch.cdist(xa, xb, compute_mode=exact) + torch.cdist(ya, yb, p=1)
+
+
+_MAX_ASSIGNMENT = 6
+
+
+def _take(t: Tensor, index: Tensor) -> Tensor:
+    """Rows ``index`` (b, r) of t (b, n, k)."""
+    return t.gather(1, index.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+
+def _permutations(r: int, device: torch.device) -> Tensor:
+    return torch.as_tensor(list(itertools.permutations(range(r))), dtype=torch.int64, device=device)
 
 
 def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor) -> Tensor:
@@ -74,8 +89,25 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
         i = p.argmax(1)
         cost = _pairwise_cost(x[rows, i].unsqueeze(1), y_prev[rows, i].unsqueeze(1), x, y_now).squeeze(1)
         w1 = torch.where(one_src, (q * cost).sum(1), w1)
-    rest = torch.nonzero((n_src > 1) & (n_dst > 1)).squeeze(1).tolist()
-    for b in rest:
+    rest = (n_src > 1) & (n_dst > 1)
+    # equal numbers of equal masses on both sides (amend, swap once full): an assignment, by enumeration if small
+    p_pos = torch.where(p > 0, p, torch.inf).min(1).values
+    uniform = (p.max(1).values <= p_pos * (1 + 1e-12)) & (q.max(1).values <= p_pos * (1 + 1e-12)) \
+        & (torch.where(q > 0, q, torch.inf).min(1).values >= p_pos * (1 - 1e-12))
+    for r in range(2, _MAX_ASSIGNMENT + 1):
+        pick = rest & uniform & (n_src == r) & (n_dst == r)
+        if not bool(pick.any()):
+            continue
+        idx = torch.nonzero(pick).squeeze(1)
+        src = torch.sort((p[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
+        dst = torch.sort((q[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
+        cost = _pairwise_cost(_take(x[idx], src), _take(y_prev[idx], src), _take(x[idx], dst),
+                              _take(y_now[idx], dst))  # (b, r, r)
+        perms = _permutations(r, cost.device)  # (r!, r)
+        totals = cost.gather(2, perms.T.unsqueeze(0).expand(len(idx), -1, -1)).sum(1)  # (b, r!)
+        w1[idx] = totals.min(1).values * p[idx].gather(1, src[:, :1]).squeeze(1)
+        rest = rest & ~pick
+    for b in torch.nonzero(rest).squeeze(1).tolist():
         src, dst = torch.nonzero(p[b]).squeeze(1), torch.nonzero(q[b]).squeeze(1)
         cost = _pairwise_cost(x[b, src], y_prev[b, src], x[b, dst], y_now[b, dst]).double().cpu().numpy()
         a = p[b, src].double().cpu().numpy()
@@ -87,13 +119,20 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
 
 def sliced_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor, directions: Tensor) -> Tensor:
     """Sliced W1 (mean over ``directions`` (L, d + C) unit vectors) between the same measures, batched."""
+    used = (m_prev > 0) | (m_now > 0)  # atoms without mass on either side change nothing: drop them
+    m = int(used.sum(1).max())
+    if m < used.shape[1]:
+        keep = torch.sort(used.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :m]
+        x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        y_prev = y_prev.gather(1, keep.unsqueeze(-1).expand(-1, -1, y_prev.shape[-1]))
+        y_now = y_now.gather(1, keep.unsqueeze(-1).expand(-1, -1, y_now.shape[-1]))
+        m_prev, m_now = m_prev.gather(1, keep), m_now.gather(1, keep)
     points = torch.cat([torch.cat([x, y_prev], -1), torch.cat([x, y_now], -1)], dim=1)  # (B, 2n, d + C)
     signed = torch.cat([m_prev, -m_now], dim=1)  # P minus Q on the union of support points
-    z = points @ directions.T.to(points.dtype)  # (B, 2n, L)
-    order = z.argsort(dim=1)
-    zs = z.gather(1, order)
-    cdf = signed.unsqueeze(-1).expand_as(z).gather(1, order).cumsum(1)
-    return (cdf[:, :-1].abs() * (zs[:, 1:] - zs[:, :-1])).sum(1).mean(-1)
+    z = torch.matmul(directions.to(points.dtype), points.transpose(1, 2))  # (B, L, 2n): sort along the last dim
+    zs, order = z.sort(dim=-1)
+    cdf = signed.unsqueeze(1).expand_as(z).gather(-1, order).cumsum(-1)
+    return (cdf[..., :-1].abs() * zs.diff(dim=-1)).sum(-1).mean(-1)
 
 
 class _Tracker:
@@ -156,7 +195,7 @@ class _Tracker:
         theta_step = torch.where(torch.isfinite(theta_step), theta_step, torch.zeros_like(theta_step))
         w1 = torch.zeros_like(theta_step)
         if self.distance != "theta":
-            _, y, m = self.env.training_measure()
+            _, y, m = self.env.training_measure(with_features=False)
             if self.distance == "exact":
                 w1 = exact_w1(self._x, self._y, self._m, y, m)
             else:
@@ -243,7 +282,7 @@ class ConvergenceDiagnostics(VectorWrapper):
         window: steps over which the rate and the cycle test look back (10).
         max_period: longest cycle the oscillation test looks for (4).
         theta_limit: ``|theta|`` above it counts as diverging (1e6).
-        n_projections: directions of the sliced distance (64), drawn from ``seed`` (0).
+        n_projections: directions of the sliced distance (16), drawn from ``seed`` (0).
     """
 
     def __new__(cls, env: Any, *args: Any, **kwargs: Any) -> Any:
@@ -252,7 +291,7 @@ class ConvergenceDiagnostics(VectorWrapper):
         return super().__new__(cls)
 
     def __init__(self, env: VectorEnv, distance: str = "exact", tol: float = 1e-8, window: int = 10,
-                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 64, seed: int = 0) -> None:
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0) -> None:
         super().__init__(env)
         self.tracker = _Tracker(env.unwrapped, distance, tol, window, max_period, theta_limit, n_projections, seed)
         self._started = False
@@ -301,7 +340,7 @@ class SingleConvergenceDiagnostics(gym.Wrapper):
     """The diagnostics for a single env of the suite (its batched engine with one learner); info values are floats."""
 
     def __init__(self, env: gym.Env, distance: str = "exact", tol: float = 1e-8, window: int = 10,
-                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 64, seed: int = 0) -> None:
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0) -> None:
         super().__init__(env)
         vector = getattr(env.unwrapped, "vector_env", None)
         if vector is None:
