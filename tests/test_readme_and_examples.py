@@ -38,3 +38,17 @@ def test_quickstart_example_runs_and_writes_results(tmp_path):
     results = json.loads(out.read_text())["results"]
     assert set(results) == {"random", "greedy", "epsilon-greedy", "softmax(tau=0.05)"}
     assert len(results["greedy"]["test_accuracy_end"]) == 4
+
+
+def test_theory_reproduction_example_writes_plots_and_summary(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "theory_reproduction.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("d_t.png", "phase_diagram.png", "share.png", "bandit.png", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    summary = (tmp_path / "summary.md").read_text()
+    for heading in ("## Self-training", "## Contraction factor", "## Bandits", "## Active learning"):
+        assert heading in summary
+    assert "nan" not in summary.lower()
