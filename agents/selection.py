@@ -159,7 +159,12 @@ class SelectionAgent(Agent):
     def selection_law(self, obs: dict[str, Tensor]) -> Tensor:
         """(B, n_choices) probability of selecting each choice (for one draw)."""
         scores = self.criterion(obs).to(torch.float64)
-        mask = _mask(obs, scores)
+        return self.law_from_scores(scores, _mask(obs, scores))
+
+    def law_from_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:
+        """The rule's law for given scores (B, n) and mask; ``tau`` may be a per-learner (B, 1) tensor."""
+        tau = self.tau if tau is None else tau
+        scores = scores.to(torch.float64)
         first = mask & torch.isposinf(scores)
         if bool(first.any()):  # +inf scores come first: uniform over them (the limit of every rule)
             has = first.any(-1, keepdim=True)
@@ -168,9 +173,9 @@ class SelectionAgent(Agent):
         if self.rule == "random":
             law = mask.to(torch.float64)
         elif self.rule == "softmax":
-            law = torch.softmax(torch.where(mask, scores / self.tau, -torch.inf), dim=-1)
+            law = torch.softmax(torch.where(mask, scores / tau, -torch.inf), dim=-1)
         elif self.rule == "sparsemax":
-            law = sparsemax(torch.where(mask, scores, 0.0) / self.tau, mask)
+            law = sparsemax(torch.where(mask, scores, 0.0) / tau, mask)
         else:
             best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
             law = torch.zeros_like(scores).scatter_(1, best, 1.0)
@@ -180,26 +185,27 @@ class SelectionAgent(Agent):
         return law / law.sum(-1, keepdim=True)
 
     def act(self, obs: dict[str, Tensor]) -> Tensor:
-        law = self.selection_law(obs)
+        scores = self.criterion(obs)
+        return self.act_on_scores(scores, _mask(obs, scores))
+
+    def act_on_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:
+        """Choices (or the law, with ``law=True``) for given scores (B, n) and mask (B, n)."""
+        law = self.law_from_scores(scores, mask, tau)
         if self.law:
             return law  # float64: the env casts it to its dtype (the law feeds fixed-point checks)
         device = law.device
-        law = law.cpu()
-        if self.rule == "greedy":
-            raw = self.criterion(obs).to(torch.float64).cpu()
-            scores = torch.where(_mask(obs, raw).cpu(), raw, -torch.inf)
-            chosen = scores.topk(self.k, dim=-1).indices
-        elif self.rule == "epsilon":
-            explore = torch.rand(law.shape[0], generator=self.generator) < self.epsilon
-            raw = self.criterion(obs).to(torch.float64).cpu()
-            mask = _mask(obs, raw).cpu()
-            scores = torch.where(mask, raw, -torch.inf)
-            greedy = scores.topk(self.k, dim=-1).indices
-            uniform = torch.multinomial(mask.to(torch.float64), self.k, replacement=False, generator=self.generator)
-            chosen = torch.where(explore.unsqueeze(1), uniform, greedy)
+        law, mask = law.cpu(), mask.cpu()
+        if self.rule in ("greedy", "epsilon"):
+            ranked = torch.where(mask, scores.to(torch.float64).cpu(), -torch.inf)
+            chosen = ranked.topk(self.k, dim=-1).indices
+            if self.rule == "epsilon":
+                explore = torch.rand(law.shape[0], generator=self.generator) < self.epsilon
+                uniform = torch.multinomial(mask.to(torch.float64), self.k, replacement=False,
+                                            generator=self.generator)
+                chosen = torch.where(explore.unsqueeze(1), uniform, chosen)
         else:
             if self.k > 1:  # draws beyond a sparse law's support are uniform over the other allowed points
-                law = law + 1e-12 * _mask(obs, law).cpu()
+                law = law + 1e-12 * mask
             chosen = torch.multinomial(law, self.k, replacement=False, generator=self.generator)
         chosen = chosen.to(device)
         return chosen.squeeze(1) if self.k == 1 else chosen

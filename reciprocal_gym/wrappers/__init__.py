@@ -1,5 +1,6 @@
 """Wrappers of the suite's environments."""
 
+from reciprocal_gym.wrappers.actions import CriterionChoice, LinearScoring, TemperatureControl
 from reciprocal_gym.wrappers.diagnostics import (
     DISTANCES,
     VERDICTS,
@@ -11,6 +12,9 @@ from reciprocal_gym.wrappers.diagnostics import (
 )
 
 __all__ = [
+    "CriterionChoice",
+    "LinearScoring",
+    "TemperatureControl",
     "DISTANCES",
     "VERDICTS",
     "ConvergenceDiagnostics",
