@@ -52,3 +52,19 @@ def test_theory_reproduction_example_writes_plots_and_summary(tmp_path):
     for heading in ("## Self-training", "## Contraction factor", "## Bandits", "## Active learning"):
         assert heading in summary
     assert "nan" not in summary.lower()
+
+
+def test_learned_selectors_example_trains_compares_and_saves(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "learned_selectors.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    assert set(results["selftrain"]) == {"breast_cancer", "moons"}
+    assert {"random", "greedy confidence", "PPO (criterion choice)", "MaskablePPO (pool indices)"} <= set(
+        results["selftrain"]["moons"])
+    assert {"UCB1", "Thompson (Beta)", "PPO"} <= set(results["bandit"])
+    for name in ("ppo_criterion_choice.zip", "maskable_ppo_indices.zip", "ppo_bandit.zip", "selftrain_curve.png",
+                 "bandit_curve.png", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 0, name

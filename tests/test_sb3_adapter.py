@@ -63,9 +63,25 @@ def test_vecenv_conventions_terminal_observation_and_seeding():
     assert venv.get_attr("n_arms") == [4, 4, 4] and venv.env_is_wrapped(gym.vector.VectorWrapper) == [False] * 3
 
 
-def test_adapter_needs_same_step_autoreset():
-    with pytest.raises(ValueError, match="same_step"):
-        SB3VecEnv(gym.make_vec("Reciprocal-Bandit-v0", num_envs=2, vectorization_mode="vector_entry_point"))
+def test_adapter_refuses_same_step_autoreset_and_composes_with_gymnasium_wrappers():
+    with pytest.raises(ValueError, match="disabled"):
+        SB3VecEnv(gym.make_vec("Reciprocal-Bandit-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                               autoreset_mode="same_step"))
+    from gymnasium.wrappers.vector import FilterObservation
+
+    from reciprocal_gym.wrappers import KeepKeys
+
+    keep = ["candidates", "scalars", "action_mask"]
+    venv = make_sb3_vec_env("Reciprocal-SelfTrain-v0", 3, wrappers=[lambda e: FilterObservation(e, keep)], **SMALL)
+    assert set(venv.observation_space.spaces) == set(keep)
+    _learn(MaskablePPO, venv, n_steps=8, batch_size=24)
+    # KeepKeys keeps tensors, so the action adapters (which read the observation) compose with it
+    venv = make_sb3_vec_env("Reciprocal-SelfTrain-v0", 3, wrappers=[lambda e: KeepKeys(e, keep), CriterionChoice],
+                            **SMALL)
+    _learn(PPO, venv, n_steps=8, batch_size=24)
+    with pytest.raises(ValueError, match="subset"):
+        KeepKeys(gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=2, vectorization_mode="vector_entry_point"),
+                 ["nope"])
 
 
 def _pool(**kwargs):

@@ -10,9 +10,11 @@ from reciprocal_gym.wrappers.diagnostics import (
     geometric_rate,
     sliced_w1,
 )
+from reciprocal_gym.wrappers.observations import KeepKeys
 
 __all__ = [
     "CriterionChoice",
+    "KeepKeys",
     "LinearScoring",
     "TemperatureControl",
     "DISTANCES",

@@ -11,8 +11,10 @@ sb3-contrib's ``MaskablePPO``::
     venv = SB3VecEnv(gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=64, vectorization_mode="vector_entry_point"))
     PPO("MultiInputPolicy", venv).learn(10_000)
 
-The wrapped env may already carry vector wrappers (e.g. an action adapter); its autoreset mode must be
-``"same_step"`` (the adapter asks for it when it builds the env itself through :func:`make_sb3_vec_env`).
+The wrapped env may carry Gymnasium vector wrappers (an observation filter, an action adapter); its autoreset mode
+must be ``"disabled"`` or ``"next_step"``: the adapter resets finished learners itself, right away, through the
+env's partial reset (``reset(options={"reset_mask": done})``), as SB3 expects. :func:`make_sb3_vec_env` builds
+the env with ``autoreset_mode="disabled"``.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 
 def make_sb3_vec_env(env_id: str, num_envs: int, wrappers: Sequence[Any] = (), **kwargs: Any) -> SB3VecEnv:
-    """``gym.make_vec(env_id, num_envs, vector_entry_point, autoreset_mode="same_step", **kwargs)``, then each of
-    ``wrappers`` (callables env -> env, e.g. an action adapter), then :class:`SB3VecEnv`."""
-    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", autoreset_mode="same_step",
+    """``gym.make_vec(env_id, num_envs, vector_entry_point, autoreset_mode="disabled", **kwargs)``, then each of
+    ``wrappers`` (callables env -> env: an action adapter, an observation filter), then :class:`SB3VecEnv`."""
+    env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", autoreset_mode="disabled",
                        **kwargs)
     for wrap in wrappers:
         env = wrap(env)
@@ -43,13 +45,15 @@ class SB3VecEnv(VecEnv):
 
     def __init__(self, env: gym.vector.VectorEnv) -> None:
         base = env.unwrapped
-        if base.metadata.get("autoreset_mode") != AutoresetMode.SAME_STEP:
-            raise ValueError("SB3VecEnv needs autoreset_mode='same_step' (SB3 resets a finished env inside step); "
-                             "build the env with make_sb3_vec_env or gym.make_vec(..., autoreset_mode='same_step')")
+        if base.metadata.get("autoreset_mode") not in (AutoresetMode.DISABLED, AutoresetMode.NEXT_STEP):
+            raise ValueError("SB3VecEnv needs autoreset_mode='disabled' or 'next_step' (it resets finished learners "
+                             "itself); build the env with make_sb3_vec_env or gym.make_vec(..., "
+                             "autoreset_mode='disabled')")
         self.torch_env = env
         self.env = ArrayConversion(env, env_xp=torch, target_xp=np)
         self.render_mode = None
         self._actions: np.ndarray | None = None
+        self.last_info: dict[str, Any] = {}
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
 
     # ----- the VecEnv API -------------------------------------------------------------------------------------
@@ -66,14 +70,15 @@ class SB3VecEnv(VecEnv):
 
     def step_wait(self) -> tuple[Any, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         obs, reward, terminated, truncated, info = self.env.step(self._actions)
+        self.last_info = info  # the env's batched info (numpy), for consumers that want all of it
         dones = np.logical_or(terminated, truncated)
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
         if dones.any():
-            final = info["final_obs"]
             for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = {key: value[i] for key, value in final.items()} \
-                    if isinstance(final, dict) else final[i]
+                infos[i]["terminal_observation"] = {key: value[i] for key, value in obs.items()} \
+                    if isinstance(obs, dict) else obs[i]
                 infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
+            obs, _ = self.env.reset(options={"reset_mask": dones})  # only the finished learners start again
         return obs, np.asarray(reward, dtype=np.float32), dones, infos
 
     def close(self) -> None:
