@@ -22,6 +22,7 @@ itself (``law=True``). Scores of +inf (e.g. the UCB index of an arm never pulled
 uniform over them, the limit of every rule.
 
 Criteria: pool envs ``confidence``, ``margin``, ``entropy`` (self-training), ``uncertainty`` (active learning);
+``low_cost`` (minus the estimated mean cost, solver env), ``none`` (no preference, for the random rule);
 bandits ``mean`` (the estimated arm mean) and ``ucb`` (the UCB1 index). A criterion can be any function
 ``obs -> scores`` (a tensor (B, n_choices)); pass it as ``criterion=``.
 """
@@ -76,6 +77,17 @@ def ucb(obs: dict[str, Tensor]) -> Tensor:
     return torch.where(n > 0, obs["theta"] + bonus, torch.inf)
 
 
+def low_cost(obs: dict[str, Tensor]) -> Tensor:
+    """Minus the estimated mean (for costs, e.g. SOR sweeps in the solver env: lower is better)."""
+    return -obs["theta"]
+
+
+def no_preference(obs: dict[str, Tensor]) -> Tensor:
+    """All choices score 0 (the random agent's criterion); the width comes from the mask or the arm counts."""
+    like = obs["action_mask"] if "action_mask" in obs else obs["counts"]
+    return torch.zeros(like.shape, dtype=torch.float64, device=like.device)
+
+
 CRITERIA: dict[str, Criterion] = {
     "confidence": confidence,
     "margin": margin,
@@ -83,6 +95,8 @@ CRITERIA: dict[str, Criterion] = {
     "uncertainty": uncertainty,
     "mean": mean,
     "ucb": ucb,
+    "low_cost": low_cost,
+    "none": no_preference,
 }
 RULES = ("greedy", "epsilon", "softmax", "sparsemax", "random")
 

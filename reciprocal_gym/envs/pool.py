@@ -464,6 +464,24 @@ class PoolVectorEnv(BatchedVectorEnv):
     def parameters(self) -> Tensor:
         return self.state.theta
 
+    def all_labels_accuracy(self) -> Tensor:
+        """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
+        upper reference of the leaderboard's score for self-training and active learning."""
+        cfg, B = self.config, self.num_envs
+        X = torch.cat([self._labeled_X, self._features(self._rows["pool"])], dim=1)
+        y = torch.cat([self._labels["labeled"], self._labels["pool"]], dim=1)
+        Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
+        w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
+        theta = fit_ridge_logistic(X, w, Q, cfg.lam, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+                                   compute_gamma=False).theta
+        logits = standardized_logits(self._base_X, theta, self._mean, self._scale, self.n_classes)
+        rows = self._rows["test"]
+        if self.n_classes == 2:
+            hit = (logits.gather(1, rows) > 0) == (self._labels["test"] == 1)
+        else:
+            hit = logits.gather(1, rows.unsqueeze(-1).expand(-1, -1, self.n_classes)).argmax(-1) == self._labels["test"]
+        return hit.to(self.dtype).mean(1)
+
     def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """Labeled rows (mass 1 each) and pool atoms (mass = weight, label = attached label), normalized; features
         are the learner's standardized features (no intercept)."""

@@ -1,0 +1,154 @@
+"""The ``reciprocal-gym`` command: ``leaderboard run``, ``leaderboard show`` and ``bench``.
+
+    reciprocal-gym leaderboard run --suite quick            # run (or --resume) a suite into results/leaderboard.sqlite
+    reciprocal-gym leaderboard show --markdown board.md --json board.json --html board.html
+    reciprocal-gym bench --num-envs 1 64 1024               # env steps per second of every environment
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DB = Path("results/leaderboard.sqlite")
+
+
+def _leaderboard_run(args: argparse.Namespace) -> int:
+    from reciprocal_gym.leaderboard import report
+    from reciprocal_gym.leaderboard.run import run_suite
+    from reciprocal_gym.leaderboard.store import Store
+    from reciprocal_gym.leaderboard.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.seeds is not None:
+        if args.seeds < 2:
+            raise SystemExit("--seeds must be >= 2")
+        suite["seeds"] = args.seeds
+    store = Store(args.db)
+    start = time.perf_counter()
+    try:
+        if args.backend == "ray":
+            raise SystemExit("--backend ray is not built yet (see the leaderboard issue); use the default backend")
+        run_id = run_suite(suite, store, resume=args.resume, device=args.device, seed_offset=args.seed_offset)
+        info, results = store.run_info(run_id), store.results(run_id)
+    finally:
+        store.close()
+    rows = report.tables(info, results)
+    print(f"\nsuite {suite['name']}: run {run_id} in {args.db} ({time.perf_counter() - start:.0f} s)\n")
+    print(report.text_tables(rows))
+    _exports(args, info, rows, results)
+    return 0
+
+
+def _exports(args: argparse.Namespace, info: dict, rows: list, results: list) -> None:
+    from reciprocal_gym.leaderboard import report
+
+    for path, text in ((args.markdown, lambda: report.markdown(info, rows)), (args.json, lambda: report.as_json(
+            info, rows)), (args.html, lambda: report.html_page(info, rows, results))):
+        if path is not None:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(text())
+            print(f"wrote {path}")
+
+
+def _leaderboard_show(args: argparse.Namespace) -> int:
+    from reciprocal_gym.leaderboard import report
+    from reciprocal_gym.leaderboard.store import Store
+
+    if not Path(args.db).is_file():
+        raise SystemExit(f"no results store at {args.db}; run `reciprocal-gym leaderboard run` first")
+    store = Store(args.db)
+    try:
+        run_id = args.run if args.run is not None else store.latest_run(args.suite)
+        if run_id is None:
+            raise SystemExit(f"{args.db} holds no run" + (f" of suite {args.suite!r}" if args.suite else ""))
+        info, results = store.run_info(run_id), store.results(run_id)
+    finally:
+        store.close()
+    rows = report.tables(info, results)
+    print(f"suite {info['suite']}: run {run_id}\n")
+    print(report.text_tables(rows))
+    _exports(args, info, rows, results)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    import torch
+
+    import reciprocal_gym
+
+    print(f"env steps per second (learner-steps/s), device {args.device}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads)")
+    print(f"{'env':<34}" + "".join(f"{'B=' + str(b):>14}" for b in args.num_envs))
+    for env_id in reciprocal_gym.ENV_IDS:
+        cells = []
+        for b in args.num_envs:
+            env = gym.make_vec(env_id, num_envs=b, vectorization_mode="vector_entry_point", device=args.device,
+                               max_steps=10**6, **({"budget": 10**6} if "ActiveLearn" in env_id else {}))
+            obs, _ = env.reset(seed=0)
+            env.action_space.seed(0)
+            steps = args.steps
+            actions = [torch.as_tensor(env.action_space.sample(), device=args.device) for _ in range(steps)]
+            if "action_mask" in obs:  # pool envs: valid, distinct picks from the mask
+                gen = torch.Generator().manual_seed(0)
+                actions = []
+                mask = obs["action_mask"].bool().cpu()
+                for _ in range(steps):
+                    pick = torch.multinomial(mask.double(), 1, generator=gen).squeeze(1)
+                    mask[torch.arange(b), pick] = False
+                    actions.append(pick.to(args.device))
+            begin = time.perf_counter()
+            for a in actions:
+                env.step(a)
+            cells.append(b * steps / (time.perf_counter() - begin))
+        print(f"{env_id:<34}" + "".join(f"{c:>14,.0f}" for c in cells), flush=True)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reciprocal-gym", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    board = sub.add_parser("leaderboard", help="run or show a leaderboard suite")
+    board_sub = board.add_subparsers(dest="action", required=True)
+    for name, help_text in (("run", "run a suite (resumable) and print the ranked table"),
+                            ("show", "print (and export) the table of a stored run")):
+        q = board_sub.add_parser(name, help=help_text)
+        q.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"results store (default {DEFAULT_DB})")
+        q.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
+        q.add_argument("--json", type=Path, help="also write the table as JSON here")
+        q.add_argument("--html", type=Path, help="also write a self-contained HTML page with plots here")
+        if name == "run":
+            q.add_argument("--suite", default="quick", help="quick, full, or a suite JSON file")
+            q.add_argument("--resume", action="store_true", help="continue the latest run of this suite")
+            q.add_argument("--seeds", type=int, help="override the suite's number of seeds")
+            q.add_argument("--seed-offset", type=int, default=0, help="learners are seeded offset + i")
+            q.add_argument("--device", default="cpu")
+            q.add_argument("--backend", default="local", choices=("local", "ray"))
+            q.set_defaults(func=_leaderboard_run)
+        else:
+            q.add_argument("--suite", help="the latest run of this suite (default: the latest run)")
+            q.add_argument("--run", type=int, help="a run id")
+            q.set_defaults(func=_leaderboard_show)
+    bench = sub.add_parser("bench", help="steps per second of every environment")
+    bench.add_argument("--num-envs", type=int, nargs="+", default=[1, 64, 1024])
+    bench.add_argument("--steps", type=int, default=20)
+    bench.add_argument("--device", default="cpu")
+    bench.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:
+        print(f"reciprocal-gym: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The leaderboard benchmark: suites, runner, results store, statistics and reports."""

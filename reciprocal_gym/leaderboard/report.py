@@ -1,0 +1,193 @@
+"""Scores, the ranked table, and the Markdown / JSON / HTML exports of a leaderboard run.
+
+Normalized score of a (task, agent, seed): ``(final - R) / (U - R)`` with R the random agent's mean final metric on
+the task and U the mean upper reference: for self-training and active learning the test accuracy of the model
+fitted on all true labels of the labeled set and pool; for bandits the optimal arm (regret 0); for the solver task
+the best omega of the grid in hindsight for every system. So random = 0, the reference = 1 (an agent can beat the
+all-labels fit, or a regret can be worse than random's: scores are not clipped). A task whose reference equals
+random's mean scores 0 for every agent. Agents are ranked by the IQM of their scores over all (task, seed) pairs,
+with stratified bootstrap 95 % intervals, one table per environment; ``P(>next)`` is the probability of improvement
+over the next agent.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from reciprocal_gym.leaderboard.stats import iqm, probability_of_improvement, stratified_bootstrap_ci
+
+
+def scores(results: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """agent -> task -> normalized scores over seeds."""
+    by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in results:
+        by_task[r["task"]].append(r)
+    out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
+    for task, rows in by_task.items():
+        random_rows = [r["final"] for r in rows if r["agent"] == "random"]
+        if not random_rows:
+            raise ValueError(f"task {task!r} has no random-agent results to normalize by")
+        low = float(np.mean(random_rows))
+        high = float(np.mean([r["reference"] for r in rows if r["agent"] == "random"]))
+        span = high - low
+        agents: dict[str, list[float]] = defaultdict(list)
+        for r in sorted(rows, key=lambda r: r["seed"]):
+            agents[r["agent"]].append((r["final"] - low) / span if abs(span) > 1e-12 else 0.0)
+        for agent, values in agents.items():
+            out[agent][task] = np.asarray(values)
+    return out
+
+
+def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
+    """The ranked rows: agent, IQM with its interval, mean, per-task means, verdict shares, P(> next)."""
+    per_agent = scores(results)
+    verdicts: dict[str, Counter] = defaultdict(Counter)
+    for r in results:
+        verdicts[r["agent"]][r["verdict"]] += 1
+    rows = []
+    for agent, tasks in per_agent.items():
+        everything = np.concatenate(list(tasks.values()))
+        low, high = stratified_bootstrap_ci(tasks, reps=reps)
+        total = sum(verdicts[agent].values())
+        rows.append({"agent": agent, "iqm": iqm(everything), "ci_low": low, "ci_high": high,
+                     "mean": float(everything.mean()), "tasks": {t: float(v.mean()) for t, v in tasks.items()},
+                     "n": len(everything),
+                     "verdicts": {k: verdicts[agent][k] / total for k in sorted(verdicts[agent])}})
+    rows.sort(key=lambda r: (-r["iqm"], r["agent"]))
+    for a, b in zip(rows, rows[1:], strict=False):
+        if per_agent[a["agent"]].keys() & per_agent[b["agent"]].keys():
+            a["p_better_than_next"] = probability_of_improvement(per_agent[a["agent"]], per_agent[b["agent"]])
+    return rows
+
+
+def tables(info: dict[str, Any], results: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
+    """One ranked table per environment (so agents are compared on the same tasks), keyed by env id."""
+    env_of = {t["name"]: t["env"] for t in info["suite_def"]["tasks"]}
+    out = {}
+    for env_id in dict.fromkeys(env_of.values()):
+        subset = [r for r in results if env_of.get(r["task"]) == env_id]
+        if subset:
+            out[env_id] = table(subset, reps)
+    return out
+
+
+def text_tables(groups: dict[str, list[dict[str, Any]]]) -> str:
+    return "\n\n".join(f"{g}:\n{text_table(rows)}" for g, rows in groups.items())
+
+
+def text_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'rank':>4}  {'agent':<26}{'IQM score':>10}  {'95% CI':<17}{'mean':>7}{'P(>next)':>10}  {'converged':>9}"
+    lines = [head, "-" * len(head)]
+    for i, r in enumerate(rows, 1):
+        p = f"{r['p_better_than_next']:.2f}" if "p_better_than_next" in r else "-"
+        conv = r["verdicts"].get("converged", 0.0)
+        lines.append(f"{i:>4}  {r['agent']:<26}{r['iqm']:>10.3f}  [{r['ci_low']:6.3f}, {r['ci_high']:6.3f}] "
+                     f"{r['mean']:>7.3f}{p:>10}  {conv:>9.0%}")
+    return "\n".join(lines)
+
+
+def markdown(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> str:
+    lines = [f"# Leaderboard: suite `{info['suite']}` (run {info['run_id']})", "",
+             f"{info['suite_def']['seeds']} seeds per task; score: random agent = 0, upper reference = 1; IQM over "
+             "(task, seed) with stratified bootstrap 95 % intervals. Versions: "
+             + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+             + (f"; git {info['git_revision'][:10]}" if info.get("git_revision") else "") + ".", ""]
+    for group, rows in groups.items():
+        lines += [f"## {group}", "", _markdown_rows(rows)]
+    return "\n".join(lines)
+
+
+def _markdown_rows(rows: list[dict[str, Any]]) -> str:
+    tasks = sorted({t for r in rows for t in r["tasks"]})
+    lines = ["| rank | agent | IQM score | 95 % CI | mean | P(> next) | converged |", "|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(rows, 1):
+        p = f"{r['p_better_than_next']:.2f}" if "p_better_than_next" in r else "-"
+        lines.append(f"| {i} | {r['agent']} | {r['iqm']:.3f} | [{r['ci_low']:.3f}, {r['ci_high']:.3f}] | "
+                     f"{r['mean']:.3f} | {p} | {r['verdicts'].get('converged', 0.0):.0%} |")
+    lines += ["", "Mean score per task:", "", "| agent | " + " | ".join(tasks) + " |",
+              "|---|" + "---|" * len(tasks)]
+    for r in rows:
+        lines.append(f"| {r['agent']} | " + " | ".join(f"{r['tasks'][t]:.3f}" if t in r["tasks"] else "-"
+                                                       for t in tasks) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> str:
+    meta = {k: info[k] for k in ("run_id", "suite", "settings", "versions", "git_revision", "started")}
+    return json.dumps({"run": meta, "tables": groups}, indent=1)
+
+
+def _png(fig: Any) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], results: list[dict[str, Any]]) -> str:
+    """A self-contained page: the ranked table, a learning-curve panel per task and the verdict shares."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_task: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        by_task[r["task"]][r["agent"]].append(r["curve"])
+    images = []
+    for task, agents in sorted(by_task.items()):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        for agent, curves in sorted(agents.items()):
+            ax.plot(np.arange(1, len(curves[0]) + 1), np.mean(curves, 0), label=agent)
+        ax.set_title(task)
+        ax.set_xlabel("step")
+        ax.set_ylabel("test accuracy" if "accuracy" in task or task.startswith(("self", "active"))
+                      else "cumulative regret / cost")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        images.append((task, _png(fig)))
+        plt.close(fig)
+    rows = [r for group in groups.values() for r in group if r["agent"] != "random"]
+    rows += [r for r in next(iter(groups.values())) if r["agent"] == "random"]
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(rows)))
+    names = [r["agent"] for r in rows][::-1]
+    left = np.zeros(len(names))
+    for verdict, colour in (("converged", "#2a9d8f"), ("oscillating", "#e9c46a"), ("undecided", "#adb5bd"),
+                            ("diverging", "#e76f51")):
+        share = np.array([r["verdicts"].get(verdict, 0.0) for r in rows][::-1])
+        ax.barh(names, share, left=left, color=colour, label=verdict)
+        left += share
+    ax.set_xlabel("share of (task, seed) runs")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    verdict_png = _png(fig)
+    plt.close(fig)
+    tables_html = "".join(
+        f"<h2>{html.escape(group)}</h2><table class='leaderboard'><thead><tr><th>rank</th>"
+        "<th>agent</th><th>IQM score</th><th>95 % CI</th><th>mean</th><th>P(&gt; next)</th></tr></thead><tbody>"
+        + "".join(f"<tr><td>{i}</td><td>{html.escape(r['agent'])}</td><td>{r['iqm']:.3f}</td>"
+                  f"<td>[{r['ci_low']:.3f}, {r['ci_high']:.3f}]</td><td>{r['mean']:.3f}</td>"
+                  f"<td>{format(r['p_better_than_next'], '.2f') if 'p_better_than_next' in r else '-'}</td></tr>"
+                  for i, r in enumerate(group_rows, 1))
+        + "</tbody></table>" for group, group_rows in groups.items())
+    figures = "".join(f"<figure><img alt='learning curves of {html.escape(t)}' src='data:image/png;base64,{b}'>"
+                      f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, b in images)
+    title = f"reciprocal_gym leaderboard: {html.escape(info['suite'])} (run {info['run_id']})"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
+figure{{display:inline-block;margin:8px}}</style></head><body>
+<h1>{title}</h1>
+<p>Score: random agent = 0, upper reference = 1; IQM over (task, seed) with stratified bootstrap 95 % intervals.</p>
+{tables_html}
+<h2>Learning curves</h2>{figures}
+<h2>Convergence verdicts</h2><img alt="convergence verdicts" src="data:image/png;base64,{verdict_png}">
+</body></html>
+"""
