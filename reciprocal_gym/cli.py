@@ -29,9 +29,8 @@ def _leaderboard_run(args: argparse.Namespace) -> int:
     store = Store(args.db)
     start = time.perf_counter()
     try:
-        if args.backend == "ray":
-            raise SystemExit("--backend ray is not built yet (see the leaderboard issue); use the default backend")
-        run_id = run_suite(suite, store, resume=args.resume, device=args.device, seed_offset=args.seed_offset)
+        run_id = run_suite(suite, store, resume=args.resume, device=args.device, seed_offset=args.seed_offset,
+                           backend=args.backend, address=args.address)
         info, results = store.run_info(run_id), store.results(run_id)
     finally:
         store.close()
@@ -127,7 +126,9 @@ def parser() -> argparse.ArgumentParser:
             q.add_argument("--seeds", type=int, help="override the suite's number of seeds")
             q.add_argument("--seed-offset", type=int, default=0, help="learners are seeded offset + i")
             q.add_argument("--device", default="cpu")
-            q.add_argument("--backend", default="local", choices=("local", "ray"))
+            q.add_argument("--backend", default="local", choices=("local", "ray"),
+                           help="ray: send the (task, agent) units to Ray workers (pip install 'reciprocal-gym[ray]')")
+            q.add_argument("--address", help="an existing Ray cluster (default: a local instance)")
             q.set_defaults(func=_leaderboard_run)
         else:
             q.add_argument("--suite", help="the latest run of this suite (default: the latest run)")

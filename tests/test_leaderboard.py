@@ -172,3 +172,17 @@ def test_a_saved_sb3_model_is_a_leaderboard_agent(tmp_path, capsys):
     assert main(["leaderboard", "run", "--suite", str(path), "--db", str(tmp_path / "l.sqlite")]) == 0
     assert "learned" in capsys.readouterr().out
     assert {r[1] for r in _rows(tmp_path / "l.sqlite")} == {"random", "learned"}
+
+
+def test_ray_backend_gives_the_results_of_the_local_backend(tmp_path):
+    import ray
+
+    suite = _suite(tmp_path)
+    local, distributed = tmp_path / "local.sqlite", tmp_path / "ray.sqlite"
+    assert main(["leaderboard", "run", "--suite", str(suite), "--db", str(local)]) == 0
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(["leaderboard", "run", "--suite", str(suite), "--db", str(distributed), "--backend", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    assert _rows(local) == _rows(distributed)

@@ -71,18 +71,51 @@ def run_unit(task: dict[str, Any], agent_spec: dict[str, Any], seeds: int, seed_
             for i in range(seeds)]
 
 
+def _ray_unit(task: dict[str, Any], spec: dict[str, Any], seeds: int, seed_offset: int,
+              device: str) -> list[dict[str, Any]]:
+    """A unit on a Ray worker: one torch thread per worker (Ray runs one worker per CPU)."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    return run_unit(task, spec, seeds, seed_offset, device)
+
+
 def run_suite(suite: dict[str, Any], store: Store, resume: bool = False, device: str = "cpu",
-              seed_offset: int = 0, progress: bool | None = None) -> int:
-    """Run every missing unit of ``suite`` into ``store``; returns the run id."""
+              seed_offset: int = 0, progress: bool | None = None, backend: str = "local",
+              address: str | None = None) -> int:
+    """Run every missing unit of ``suite`` into ``store``; returns the run id.
+
+    ``backend="ray"`` sends the (task, agent) units to Ray workers (``ray.init(address)``: a local instance by
+    default, or an existing cluster); results are written to the same store as they arrive."""
+    if backend not in ("local", "ray"):
+        raise ValueError(f"backend={backend!r} is not allowed; choose 'local' or 'ray'")
     settings = {"device": device, "seed_offset": seed_offset}
     run_id = store.start_run(suite, settings, resume)
     done = store.done_units(run_id)
     todo = [(task, name) for task, name in units(suite) if (task["name"], name) not in done]
-    bar = tqdm(todo, desc=f"leaderboard {suite['name']}", unit="unit", disable=None if progress is None
-               else not progress)
-    for task, name in bar:
-        bar.set_postfix_str(f"{task['name']} / {name}")
-        torch.manual_seed(0)
-        rows = run_unit(task, suite["agents"][name], suite["seeds"], seed_offset, device)
-        store.write_unit(run_id, task["name"], name, rows)
+    bar = tqdm(total=len(todo), desc=f"leaderboard {suite['name']}", unit="unit",
+               disable=None if progress is None else not progress)
+    if backend == "local":
+        for task, name in todo:
+            bar.set_postfix_str(f"{task['name']} / {name}")
+            torch.manual_seed(0)
+            rows = run_unit(task, suite["agents"][name], suite["seeds"], seed_offset, device)
+            store.write_unit(run_id, task["name"], name, rows)
+            bar.update(1)
+    else:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ValueError("backend='ray' needs Ray: pip install 'reciprocal-gym[ray]'") from exc
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(_ray_unit)
+        pending = {remote.remote(task, suite["agents"][name], suite["seeds"], seed_offset, device): (task, name)
+                   for task, name in todo}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            task, name = pending.pop(ready[0])
+            store.write_unit(run_id, task["name"], name, ray.get(ready[0]))
+            bar.set_postfix_str(f"{task['name']} / {name}")
+            bar.update(1)
+    bar.close()
     return run_id
