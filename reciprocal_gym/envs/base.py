@@ -11,6 +11,8 @@ so learner i of a batch follows the same trajectory as a single env seeded with 
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -226,6 +228,33 @@ class BatchedVectorEnv(VectorEnv):
 
     def close_extras(self, **kwargs: Any) -> None:
         pass
+
+    # ----- checkpoints ----------------------------------------------------------------------------------------
+    _STATIC = frozenset({"config", "dataset", "sizes", "_fixed_split", "_base_X", "single_observation_space",
+                         "single_action_space", "observation_space", "action_space", "metadata", "device",
+                         "dtype", "num_envs", "render_mode", "_rows_X", "_rows_y", "_all_rows", "_eye", "_ones",
+                         "omegas"})
+
+    def get_state(self) -> dict[str, Any]:
+        """A deep copy of everything that changes while the env runs (tensors, episode counters and seeds, the
+        solver and random-number caches): with :meth:`set_state` a run continues exactly as it would have."""
+        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in self._STATIC})
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` snapshot taken from an env built with the same arguments."""
+        unknown = set(state) - set(self.__dict__)
+        if unknown:
+            raise ValueError(f"state has entries {sorted(unknown)} that this env does not have: it comes from an "
+                             f"env of another kind")
+        self.__dict__.update(copy.deepcopy(state))
+
+    def save_state(self, path: str | Path) -> None:
+        """Write :meth:`get_state` to ``path`` (torch.save; tensors keep their device)."""
+        torch.save(self.get_state(), path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Restore a state written by :meth:`save_state`."""
+        self.set_state(torch.load(path, weights_only=False, map_location=self.device))
 
 
 def _to_numpy(value: Any) -> Any:
