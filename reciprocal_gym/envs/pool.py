@@ -87,8 +87,9 @@ class PoolConfig:
             raise ValueError(f"expected_rate={self.expected_rate!r} is not allowed; it must be in (0, 1]")
         if not (isinstance(self.invalid_action_penalty, (int, float)) and math.isfinite(self.invalid_action_penalty)):
             raise ValueError(f"invalid_action_penalty={self.invalid_action_penalty!r} must be a finite number")
-        if self.tol is not None and not (isinstance(self.tol, (int, float)) and self.tol > 0):
-            raise ValueError(f"tol={self.tol!r} is not allowed; it must be a positive number or None")
+        if self.tol is not None and not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol)
+                                         and self.tol > 0):
+            raise ValueError(f"tol={self.tol!r} is not allowed; it must be a finite positive number or None")
         resolve_dtype(self.dtype)
         given = [self.split is not None, self.X is not None or self.y is not None]
         if sum(given) > 1:
