@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from agents import SelectionAgent
-from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics
+from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics, lipschitz_probe
 
 BLOBS = dict(n_features=2, n_classes=2, separation=1.5, n_samples=400)
 
@@ -33,6 +33,9 @@ class Trajectories:
     d: np.ndarray
     verdicts: list[str]
     theta: np.ndarray
+    probe: dict[str, np.ndarray] | None = None
+    """With ``probe=True``: the :func:`reciprocal_gym.wrappers.lipschitz_probe` figures at the end (L, erm, kappa,
+    ratio per learner)."""
 
     def step_ratios(self) -> np.ndarray:
         """d_{t+1} / d_t where d_t > 0 (NaN-free: other entries are dropped)."""
@@ -66,6 +69,7 @@ def self_training(
     env_id: str = "Reciprocal-SelfTrain-v0",
     same_split: bool = False,
     random_start: int = 0,
+    probe: bool = False,
     **env_kwargs: Any,
 ) -> Trajectories:
     """Run ``learners`` self-training (or active-learning, via ``env_id``) learners and record ``d_t``.
@@ -92,7 +96,10 @@ def self_training(
         obs, _, _, _, info = envs.step(agent.act(obs))
         ds.append(info["d"].cpu().numpy())
     verdicts = [VERDICTS[v] for v in info["verdict"].tolist()]
-    return Trajectories(np.stack(ds, 1), verdicts, envs.unwrapped.parameters().cpu().numpy())
+    probed = None
+    if probe:
+        probed = {k: v.cpu().numpy() for k, v in lipschitz_probe(envs, agent, seed=seed).items()}
+    return Trajectories(np.stack(ds, 1), verdicts, envs.unwrapped.parameters().cpu().numpy(), probed)
 
 
 def bandit_fixed_point(means: np.ndarray, window: int, lam: float, tau: float, tol: float = 1e-15) -> np.ndarray:

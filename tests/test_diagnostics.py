@@ -138,3 +138,26 @@ def test_bad_arguments():
         ConvergenceDiagnostics(envs, distance="sinkhorn2")
     with pytest.raises(ValueError, match="max_period"):
         ConvergenceDiagnostics(envs, window=3, max_period=5)
+
+
+def test_lipschitz_probe_restores_the_env_and_tracks_the_temperature():
+    from reciprocal_gym.theory import self_training
+    from reciprocal_gym.wrappers import lipschitz_probe
+
+    hot = self_training("soft", "softmax", "confidence", k=10, lam=0.3, tau=1.0, steps=10, learners=4, probe=True)
+    cold = self_training("soft", "softmax", "confidence", k=10, lam=0.3, tau=0.02, steps=10, learners=4, probe=True)
+    assert np.median(hot.probe["L"]) < np.median(cold.probe["L"])
+    assert (hot.probe["kappa"] >= hot.probe["L"]).all() and np.isfinite(hot.probe["ratio"]).all()
+    envs = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                        dataset="wine", n_labeled=9, n_pool=30, adaptation="expected", k=3)
+    agent = SelectionAgent(rule="softmax", tau=0.1, law=True)
+    obs, _ = envs.reset(seed=0)
+    envs.step(agent.act(obs))
+    before = envs.unwrapped.get_state()
+    lipschitz_probe(envs, agent)
+    after = envs.unwrapped.get_state()
+    assert torch.equal(before["state"].theta, after["state"].theta)
+    assert torch.equal(before["state"].weight, after["state"].weight)
+    with pytest.raises(ValueError, match="pool environment"):
+        lipschitz_probe(gym.make_vec("Reciprocal-Bandit-v0", num_envs=2, vectorization_mode="vector_entry_point"),
+                        agent)

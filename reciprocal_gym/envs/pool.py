@@ -465,6 +465,12 @@ class PoolVectorEnv(BatchedVectorEnv):
     def parameters(self) -> Tensor:
         return self.state.theta
 
+    def perturb_parameters(self, delta: Tensor) -> None:
+        """Add ``delta`` (B, P) to every learner's parameters and refresh the predictions (pool probabilities,
+        metrics) they drive, without refitting: for probing the sample adaptation's sensitivity to theta."""
+        self.state = self.state.replace(theta=self.state.theta + delta.to(self.dtype))
+        self._update_predictions(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
         upper reference of the leaderboard's score for self-training and active learning."""

@@ -8,6 +8,7 @@ from reciprocal_gym.wrappers.diagnostics import (
     SingleConvergenceDiagnostics,
     exact_w1,
     geometric_rate,
+    lipschitz_probe,
     sliced_w1,
 )
 from reciprocal_gym.wrappers.observations import KeepKeys
@@ -23,5 +24,6 @@ __all__ = [
     "SingleConvergenceDiagnostics",
     "exact_w1",
     "geometric_rate",
+    "lipschitz_probe",
     "sliced_w1",
 ]

@@ -268,6 +268,59 @@ class _Tracker:
         return list(self._reasons)
 
 
+def lipschitz_probe(env: Any, agent: Any, n_probes: int = 4, delta: float = 1e-4, seed: int = 0) -> dict[str, Tensor]:
+    """Estimate, per learner, how strongly one reciprocal step amplifies a change of the state.
+
+    From the env's current state s = (theta, P) it takes ``n_probes`` copies with theta moved by ``delta`` in
+    random directions (common random numbers: the agent is re-seeded with ``seed`` before each step), applies one
+    step of the loop to s and to each copy (the agent's selection, the label generation, the adaptation, the refit)
+    and measures:
+
+    - ``L``: the sample adaptation's Lipschitz constant in theta, max_j W1(P'_j, P') / |theta_j - theta|;
+    - ``erm``: the ERM's measured Lipschitz constant in W1, max_j |theta'_j - theta'| / W1(P'_j, P') (a lower
+      estimate of the theory's beta / gamma);
+    - ``kappa``: ``L * (1 + erm)``, the estimate of the theory's contraction constant L(1 + beta/gamma) (< 1:
+      a contraction);
+    - ``ratio``: the map's measured amplification, max_j d(F(s_j), F(s)) / d(s_j, s).
+
+    The env is left exactly as it was (checkpointed and restored). Pool environments (SelfTrain, ActiveLearn)
+    with a deterministic step (``adaptation="expected"``, or a deterministic agent) give exact finite differences;
+    with sampled selections the common random numbers keep the noise out only as far as the samples agree.
+    """
+    base = env.unwrapped
+    if not hasattr(base, "perturb_parameters"):
+        raise ValueError("lipschitz_probe needs a pool environment (SelfTrain, ActiveLearn)")
+    snapshot = base.get_state()
+    x, _, _ = base.training_measure()
+
+    def one_step(offset: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        base.set_state(snapshot)
+        if offset is not None:
+            base.perturb_parameters(offset)
+        obs = base._observe()
+        agent.reset(seed)
+        base.step(agent.act(obs))
+        _, y, m = base.training_measure()
+        return base.parameters().clone(), y, m
+
+    theta0 = base.parameters().clone()
+    ref_theta, ref_y, ref_m = one_step(None)
+    generator = torch.Generator().manual_seed(seed)
+    L = torch.zeros(base.num_envs, dtype=theta0.dtype, device=theta0.device)
+    erm, ratio = torch.zeros_like(L), torch.zeros_like(L)
+    for _ in range(n_probes):
+        direction = torch.randn(theta0.shape, generator=generator, dtype=theta0.dtype).to(theta0.device)
+        direction = delta * direction / direction.norm(dim=1, keepdim=True)
+        theta_j, y_j, m_j = one_step(direction)
+        w1 = exact_w1(x, ref_y, ref_m, y_j, m_j)
+        moved = (theta_j - ref_theta).norm(dim=1)
+        L = torch.maximum(L, w1 / delta)
+        erm = torch.maximum(erm, torch.where(w1 > 0, moved / torch.where(w1 > 0, w1, 1.0), 0.0))
+        ratio = torch.maximum(ratio, (moved + w1) / delta)
+    base.set_state(snapshot)
+    return {"L": L, "erm": erm, "kappa": L * (1.0 + erm), "ratio": ratio}
+
+
 class ConvergenceDiagnostics(VectorWrapper):
     """Add convergence diagnostics to the ``info`` of a batched env (see the module docstring for the quantities).
 
