@@ -13,10 +13,12 @@ W1 modes:
   (amend, a full swap buffer) it is an assignment, solved by enumeration for all learners at once; otherwise POT's
   exact ``ot.emd2`` solves the reduced problem per learner. Equal to ``ot.emd2`` on the full support (tested to
   1e-9 in float64).
-- ``"sliced"``: the sliced Wasserstein-1 distance with ``n_projections`` random directions of the concatenated
-  vector (x, y), batched in torch (no per-learner loop). It is a lower bound: sliced-W1 <= W1 with the Euclidean
-  cost on (x, y) <= W1 with the cost above; on the documented case in ``benchmarks/diagnostics_overhead.py`` it
-  is 5-10x smaller than the exact W1 but moves in proportion to it, so step ratios and rates stay meaningful.
+- ``"sliced"`` (the cheap mode): the exact closed forms and assignments where they apply (adding atoms one at a
+  time, amend, a full swap buffer), else the sliced Wasserstein-1 distance with ``n_projections`` random
+  directions of the concatenated vector (x, y), batched in torch (no per-learner loop). The sliced distance is a
+  lower bound: sliced-W1 <= W1 with the Euclidean cost on (x, y) <= W1 with the cost above; on the documented case
+  in ``benchmarks/diagnostics_overhead.py`` it is 7-15x smaller than the exact W1 but moves in proportion to it,
+  so step ratios and rates stay meaningful (mix the two modes in one trajectory only knowingly).
 - ``"theta"``: no W1 (``d_t = |theta_t - theta_{t-1}|``), for environments without a finite training measure.
 
 Per step, ``info`` gains (tensors (B,), each with its ``"_" + key`` validity mask as in Gymnasium's vector info):
@@ -64,10 +66,13 @@ def _permutations(r: int, device: torch.device) -> Tensor:
     return torch.as_tensor(list(itertools.permutations(range(r))), dtype=torch.int64, device=device)
 
 
-def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor) -> Tensor:
+def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor,
+             fallback: Any = None) -> Tensor:
     """Exact W1 between P = sum m_prev_i delta(x_i, y_prev_i) and Q = sum m_now_i delta(x_i, y_now_i), per learner.
 
     Args: x (B, n, d), y_prev / y_now (B, n, C), m_prev / m_now (B, n) with equal sums per learner.
+    ``fallback(index)``: if given, the learners ``index`` that would need a general transport solve (POT) get
+    ``fallback(index)`` instead (the sliced mode's shortcut); the closed forms and assignments stay exact.
     """
     B, n = m_prev.shape
     same = (y_prev == y_now).all(-1)
@@ -107,6 +112,11 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
         totals = cost.gather(2, perms.T.unsqueeze(0).expand(len(idx), -1, -1)).sum(1)  # (b, r!)
         w1[idx] = totals.min(1).values * p[idx].gather(1, src[:, :1]).squeeze(1)
         rest = rest & ~pick
+    if fallback is not None:
+        idx = torch.nonzero(rest).squeeze(1)
+        if len(idx):
+            w1[idx] = fallback(idx).to(w1.dtype)
+        return w1
     for b in torch.nonzero(rest).squeeze(1).tolist():
         src, dst = torch.nonzero(p[b]).squeeze(1), torch.nonzero(q[b]).squeeze(1)
         cost = _pairwise_cost(x[b, src], y_prev[b, src], x[b, dst], y_now[b, dst]).double().cpu().numpy()
@@ -199,7 +209,9 @@ class _Tracker:
             if self.distance == "exact":
                 w1 = exact_w1(self._x, self._y, self._m, y, m)
             else:
-                w1 = sliced_w1(self._x, self._y, self._m, y, m, self.directions)
+                x0, y0, m0 = self._x, self._y, self._m
+                w1 = exact_w1(x0, y0, m0, y, m, fallback=lambda i: sliced_w1(x0[i], y0[i], m0[i], y[i], m[i],
+                                                                               self.directions))
             keep = stepped.view(-1, 1, 1)
             self._y = torch.where(keep, y, self._y)
             self._m = torch.where(stepped.unsqueeze(1), m, self._m)
