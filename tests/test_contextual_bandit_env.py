@@ -109,6 +109,7 @@ def test_linear_contexts_are_standard_normal():
         (dict(dataset="mnist"), "dataset"),
         (dict(history="recent"), "history"),
         (dict(lam=0.0), "lam"),
+        (dict(lam=1e-300), "lam"),
         (dict(window=0), "window"),
         (dict(source="linear", dim=0), "dim"),
         (dict(source="linear", n_arms=1), "n_arms"),

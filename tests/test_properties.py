@@ -5,12 +5,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import reciprocal_gym  # noqa: F401
 
-SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize: CI sees the same examples every run (the examples found by random search are pinned below)
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 def _finite(tree):
@@ -44,6 +45,8 @@ def _state_equal(a, b):
     actions=st.lists(st.integers(-2, 14), min_size=1, max_size=12),
     dtype=st.sampled_from([torch.float32, torch.float64]),
 )
+@example(n_arms=2, reward_dist="bernoulli", history="full", window=1, lam=1.3378998008102556e-259, max_steps=1,
+         actions=[0], dtype=torch.float32)  # found by hypothesis: a lam that is 0 in float32 gave 0 / 0
 def test_bandit_any_valid_run_is_finite_and_invalid_actions_change_nothing(n_arms, reward_dist, history, window,
                                                                            lam, max_steps, actions, dtype):
     env = gym.make_vec("Reciprocal-Bandit-v0", num_envs=2, vectorization_mode="vector_entry_point", n_arms=n_arms,

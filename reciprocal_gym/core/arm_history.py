@@ -75,6 +75,7 @@ class ArmHistory:
 
     def means(self, lam: float) -> Tensor:
         """(B, K) ridge arm means ``S / (n + lam)``; 0 for an arm with ``n + lam = 0``."""
-        if lam > 0:
+        if lam >= torch.finfo(self.sums.dtype).tiny:  # lam is a positive number in this dtype: no 0 / 0
             return self.sums / (self.counts + lam)
-        return torch.where(self.counts > 0, self.sums / self.counts.clamp_min(1e-30), 0.0)
+        denominator = self.counts + lam
+        return torch.where(denominator > 0, self.sums / torch.where(denominator > 0, denominator, 1.0), 0.0)

@@ -298,7 +298,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         sums = h.sums.scatter_add(1, index, reward.unsqueeze(1))
         self.history = ArmHistory(counts, sums, None, None)
         self.pulls = counts
-        self.theta = sums / (counts + self._lam) if self._lam > 0 else self.history.means(0.0)
+        self.theta = self.history.means(self._lam)
         regret = self._best - mu
         self.steps = self.steps + 1
         self.cumulative_regret = self.cumulative_regret + regret

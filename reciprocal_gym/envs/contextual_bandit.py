@@ -47,7 +47,7 @@ class ContextualBanditConfig:
         check_positive_int("window", self.window)
         check_positive_int("max_steps", self.max_steps)
         check_number("noise_std", self.noise_std, 0.0)
-        check_number("lam", self.lam, 0.0, strict=True)
+        check_number("lam", self.lam, 1e-8)  # the widths grow like 1 / sqrt(lam): keep them finite in float32
         resolve_dtype(self.dtype)
         if (self.X is None) != (self.y is None):
             raise ValueError("X and y must be given together")
@@ -109,7 +109,7 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     - ``num_envs`` (vector env only), ``source`` (``"dataset"`` or ``"linear"``).
     - ``dataset`` (``"wine"``; any of ``reciprocal_gym.data.DATASETS``), ``dataset_kwargs``, or ``X`` and ``y``.
     - ``n_arms`` (5) and ``dim`` (5): the linear source's arms and context dimension. ``noise_std`` (0.1).
-    - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, > 0).
+    - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, >= 1e-8).
     - ``max_steps`` (500), ``device`` ("cpu"), ``dtype`` (``torch.float64``), ``autoreset_mode``.
     """
 
