@@ -186,3 +186,11 @@ def test_ray_backend_gives_the_results_of_the_local_backend(tmp_path):
     finally:
         ray.shutdown()
     assert _rows(local) == _rows(distributed)
+
+
+def test_bench_command_reports_every_env(capsys):
+    import reciprocal_gym
+
+    assert main(["bench", "--num-envs", "2", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert all(env_id in out for env_id in reciprocal_gym.ENV_IDS)

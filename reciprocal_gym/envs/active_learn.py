@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -15,7 +14,7 @@ from torch import Tensor
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.state import ReciprocalState
-from reciprocal_gym.envs.base import SingleEnv
+from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
 
@@ -303,15 +302,6 @@ class ActiveLearnEnv(SingleEnv):
     __doc__ = ActiveLearnVectorEnv.__doc__
     vector_class = ActiveLearnVectorEnv
 
-    @property
-    def config(self) -> ActiveLearnConfig:
-        return self.vector_env.config
-
 
 def register_active_learn() -> None:
-    if "Reciprocal-ActiveLearn-v0" not in gym.registry:
-        gym.register(
-            id="Reciprocal-ActiveLearn-v0",
-            entry_point="reciprocal_gym.envs.active_learn:ActiveLearnEnv",
-            vector_entry_point="reciprocal_gym.envs.active_learn:ActiveLearnVectorEnv",
-        )
+    register_env("Reciprocal-ActiveLearn-v0", __name__, "ActiveLearn")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -14,7 +13,7 @@ from torch import Tensor
 
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 REWARD_DISTS = ("bernoulli", "gaussian")
@@ -223,13 +222,7 @@ class BanditVectorEnv(BatchedVectorEnv):
             if bool((total <= 0).any()):
                 raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
             return a / total
-        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
-            raise ValueError(f"action must be an integer array of shape ({B},) (one arm per learner), "
-                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
-        if bool(torch.div(a, K, rounding_mode="floor").any()):  # nonzero exactly outside [0, K)
-            raise ValueError(f"action must be an arm in [0, {K}) (n_arms={K}); got values in "
-                             f"[{int(a.min())}, {int(a.max())}]")
-        return a.long()
+        return discrete_actions(a, B, K, self.device, "an arm")
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
@@ -339,15 +332,6 @@ class BanditEnv(SingleEnv):
     __doc__ = BanditVectorEnv.__doc__
     vector_class = BanditVectorEnv
 
-    @property
-    def config(self) -> BanditConfig:
-        return self.vector_env.config
-
 
 def register_bandit() -> None:
-    if "Reciprocal-Bandit-v0" not in gym.registry:
-        gym.register(
-            id="Reciprocal-Bandit-v0",
-            entry_point="reciprocal_gym.envs.bandit:BanditEnv",
-            vector_entry_point="reciprocal_gym.envs.bandit:BanditVectorEnv",
-        )
+    register_env("Reciprocal-Bandit-v0", __name__, "Bandit")

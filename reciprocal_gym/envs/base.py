@@ -312,6 +312,11 @@ class SingleEnv(gym.Env):
             self._unbatch_info(info),
         )
 
+    @property
+    def config(self) -> Any:
+        """The validated settings of the underlying batched env."""
+        return self.vector_env.config
+
     def action_masks(self) -> np.ndarray:
         """Bool mask of allowed actions, as sb3-contrib's maskable algorithms expect."""
         return self.vector_env.action_masks()[0].cpu().numpy()
@@ -329,3 +334,23 @@ class SingleEnv(gym.Env):
             arr = _to_numpy(value)
             out[key] = _scalar(arr[0]) if isinstance(arr, np.ndarray) else arr
         return out
+
+
+def register_env(env_id: str, module: str, name: str) -> None:
+    """Register ``env_id`` with both entry points, ``module:{name}Env`` and ``module:{name}VectorEnv``
+    (idempotent)."""
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=f"{module}:{name}Env", vector_entry_point=f"{module}:{name}VectorEnv")
+
+
+def discrete_actions(actions: Any, num_envs: int, n: int, device: torch.device, what: str) -> Tensor:
+    """One index in [0, n) per learner as an int64 tensor on ``device``; a clear error otherwise."""
+    a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
+    if a.device != device:
+        a = a.to(device)
+    if tuple(a.shape) != (num_envs,) or a.is_floating_point() or a.dtype == torch.bool:
+        raise ValueError(f"action must be an integer array of shape ({num_envs},) (one {what} per learner), "
+                         f"got dtype {a.dtype} and shape {tuple(a.shape)}")
+    if bool(torch.div(a, n, rounding_mode="floor").any()):  # nonzero exactly outside [0, n)
+        raise ValueError(f"action must be {what} in [0, {n}); got values in [{int(a.min())}, {int(a.max())}]")
+    return a.long()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -14,7 +13,7 @@ from torch import Tensor
 
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 SOURCES = ("dataset", "linear")
@@ -231,16 +230,7 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
 
     # ----- the reciprocal step --------------------------------------------------------------------------------
     def _check_actions(self, actions: Any) -> Tensor:
-        B, K = self.num_envs, self.n_arms
-        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
-        a = a.to(self.device)
-        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
-            raise ValueError(f"action must be an integer array of shape ({B},) (one arm per learner), "
-                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
-        if bool(torch.div(a, K, rounding_mode="floor").any()):  # nonzero exactly outside [0, K)
-            raise ValueError(f"action must be an arm in [0, {K}) (n_arms={K}); got values in "
-                             f"[{int(a.min())}, {int(a.max())}]")
-        return a.long()
+        return discrete_actions(actions, self.num_envs, self.n_arms, self.device, "an arm")
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
@@ -311,15 +301,6 @@ class ContextualBanditEnv(SingleEnv):
     __doc__ = ContextualBanditVectorEnv.__doc__
     vector_class = ContextualBanditVectorEnv
 
-    @property
-    def config(self) -> ContextualBanditConfig:
-        return self.vector_env.config
-
 
 def register_contextual_bandit() -> None:
-    if "Reciprocal-ContextualBandit-v0" not in gym.registry:
-        gym.register(
-            id="Reciprocal-ContextualBandit-v0",
-            entry_point="reciprocal_gym.envs.contextual_bandit:ContextualBanditEnv",
-            vector_entry_point="reciprocal_gym.envs.contextual_bandit:ContextualBanditVectorEnv",
-        )
+    register_env("Reciprocal-ContextualBandit-v0", __name__, "ContextualBandit")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import gymnasium as gym
 from torch import Tensor
 
 from reciprocal_gym.core import adaptation as adapt
-from reciprocal_gym.envs.base import SingleEnv
+from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
 
 
@@ -131,15 +130,6 @@ class SelfTrainEnv(SingleEnv):
     __doc__ = SelfTrainVectorEnv.__doc__
     vector_class = SelfTrainVectorEnv
 
-    @property
-    def config(self) -> SelfTrainConfig:
-        return self.vector_env.config
-
 
 def register_self_train() -> None:
-    if "Reciprocal-SelfTrain-v0" not in gym.registry:
-        gym.register(
-            id="Reciprocal-SelfTrain-v0",
-            entry_point="reciprocal_gym.envs.self_train:SelfTrainEnv",
-            vector_entry_point="reciprocal_gym.envs.self_train:SelfTrainVectorEnv",
-        )
+    register_env("Reciprocal-SelfTrain-v0", __name__, "SelfTrain")

@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -21,7 +20,7 @@ from torch import Tensor
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 HISTORIES = ("full", "window")
@@ -208,16 +207,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
 
     # ----- the step -------------------------------------------------------------------------------------------
     def _check_actions(self, actions: Any) -> Tensor:
-        B, K = self.num_envs, self.n_omega
-        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
-        a = a.to(self.device)
-        if a.shape != (B,) or a.is_floating_point() or a.dtype == torch.bool:
-            raise ValueError(f"action must be an integer array of shape ({B},) (one omega index per learner), "
-                             f"got dtype {a.dtype} and shape {tuple(a.shape)}")
-        if bool(((a < 0) | (a >= K)).any()):
-            raise ValueError(f"action must be an omega index in [0, {K}) (len(omegas)={K}); got values in "
-                             f"[{int(a.min())}, {int(a.max())}]")
-        return a.long()
+        return discrete_actions(actions, self.num_envs, self.n_omega, self.device, "an omega index")
 
     def _solve(self, omega: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config
@@ -273,15 +263,6 @@ class SolverRelaxEnv(SingleEnv):
     __doc__ = SolverRelaxVectorEnv.__doc__
     vector_class = SolverRelaxVectorEnv
 
-    @property
-    def config(self) -> SolverRelaxConfig:
-        return self.vector_env.config
-
 
 def register_solver_relax() -> None:
-    if "Reciprocal-SolverRelax-v0" not in gym.registry:
-        gym.register(
-            id="Reciprocal-SolverRelax-v0",
-            entry_point="reciprocal_gym.envs.solver_relax:SolverRelaxEnv",
-            vector_entry_point="reciprocal_gym.envs.solver_relax:SolverRelaxVectorEnv",
-        )
+    register_env("Reciprocal-SolverRelax-v0", __name__, "SolverRelax")
