@@ -79,7 +79,7 @@ def test_same_suite_and_seeds_give_identical_results(tmp_path):
 
 
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    slow = dict(TINY, tasks=[dict(t, steps=t["steps"] * 3) for t in TINY["tasks"]])
+    slow = dict(TINY, tasks=[dict(t, steps=t["steps"] * 5) for t in TINY["tasks"]])
     suite = tmp_path / "slow.json"
     suite.write_text(json.dumps(slow))
     killed, full = tmp_path / "killed.sqlite", tmp_path / "full.sqlite"
