@@ -70,12 +70,15 @@ def self_training(
     same_split: bool = False,
     random_start: int = 0,
     probe: bool = False,
+    window: int = 10,
+    max_period: int = 4,
     **env_kwargs: Any,
 ) -> Trajectories:
     """Run ``learners`` self-training (or active-learning, via ``env_id``) learners and record ``d_t``.
 
     ``same_split=True`` gives every learner the same data (seed ``seed``); ``random_start`` steps with random
-    selection laws first then give them different starting states (the fixed-point uniqueness check)."""
+    selection laws first then give them different starting states (the fixed-point uniqueness check). ``window``
+    and ``max_period`` are the diagnostics' look-back and longest cycle searched."""
     expected = adaptation == "expected"
     kwargs = dict(dataset="blobs", dataset_kwargs=BLOBS, n_labeled=20, n_pool=100, adaptation=adaptation, k=k,
                   lam=lam, max_steps=steps + random_start + 1, **env_kwargs)
@@ -84,7 +87,7 @@ def self_training(
     if adaptation == "expected":
         kwargs["expected_rate"] = 1.0
     envs = ConvergenceDiagnostics(gym.make_vec(env_id, num_envs=learners, vectorization_mode="vector_entry_point",
-                                               **kwargs))
+                                               **kwargs), window=window, max_period=max_period)
     agent = SelectionAgent(criterion=criterion, rule=rule, tau=tau, k=1 if expected else k, law=expected, seed=seed)
     obs, _ = envs.reset(seed=[seed] * learners if same_split else seed)
     rng = torch.Generator().manual_seed(seed + 1)

@@ -61,3 +61,12 @@ def test_active_learning_softmax_uncertainty_settles_argmax_does_not(rule, expec
                                env_id="Reciprocal-ActiveLearn-v0", budget=10_000)
     share = run.settled().mean()
     assert (share >= 0.8) if expected_settled else (share <= 0.5)
+
+
+def test_active_learning_argmax_with_swap_cycles_more_often_than_softmax():
+    runs = {rule: theory.self_training(rule=rule, criterion="uncertainty", k=1, lam=0.01, tau=0.1, steps=120,
+                                       learners=20, env_id="Reciprocal-ActiveLearn-v0", adaptation="swap",
+                                       buffer_size=5, budget=100_000, window=40, max_period=20)
+            for rule in ("greedy", "softmax")}
+    cycles = {rule: run.verdicts.count("oscillating") for rule, run in runs.items()}
+    assert cycles["greedy"] > cycles["softmax"]
