@@ -99,10 +99,9 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
     p_pos = torch.where(p > 0, p, torch.inf).min(1).values
     uniform = (p.max(1).values <= p_pos * (1 + 1e-12)) & (q.max(1).values <= p_pos * (1 + 1e-12)) \
         & (torch.where(q > 0, q, torch.inf).min(1).values >= p_pos * (1 - 1e-12))
-    for r in range(2, _MAX_ASSIGNMENT + 1):
-        pick = rest & uniform & (n_src == r) & (n_dst == r)
-        if not bool(pick.any()):
-            continue
+    square = rest & uniform & (n_src == n_dst) & (n_src <= _MAX_ASSIGNMENT)
+    for r in torch.unique(n_src[square]).tolist() if bool(square.any()) else []:
+        pick = square & (n_src == r)
         idx = torch.nonzero(pick).squeeze(1)
         src = torch.sort((p[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
         dst = torch.sort((q[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
@@ -174,7 +173,7 @@ class _Tracker:
         self.ds = torch.zeros(B, window, dtype=theta.dtype, device=theta.device)
         self.count = torch.zeros(B, dtype=torch.int64, device=theta.device)
         self.verdict = torch.zeros(B, dtype=torch.int64, device=theta.device)
-        self._reasons = ["no steps yet"] * B
+        self._why: dict[str, Tensor] | None = None
         self._x = None
         self._y = self._m = None
 
@@ -194,8 +193,8 @@ class _Tracker:
                 self._x = torch.where(r3, x, self._x)
                 self._y = torch.where(r3, y, self._y)
                 self._m = torch.where(rows.unsqueeze(1), m, self._m)
-        for b in torch.nonzero(rows).squeeze(1).tolist():
-            self._reasons[b] = "no steps yet"
+        if self._why is not None:
+            self._why["seen"] = self._why["seen"] & ~rows
 
     def update(self, stepped: Tensor) -> dict[str, Tensor]:
         """Diagnostics after a step of learners ``stepped`` (the others keep their values)."""
@@ -251,33 +250,40 @@ class _Tracker:
         oscillating = recurrent & (stalled | ~rate_ok)
         verdict = torch.where(diverging, 3, torch.where(converged, 1, torch.where(oscillating, 2, 0)))
         self.verdict = torch.where(stepped, verdict, self.verdict)
-        rows = torch.nonzero(stepped).squeeze(1).tolist()
-        if not rows:
-            return
-        values = {name: t.detach().cpu() for name, t in (("d", d), ("rate", rate), ("rate_ok", rate_ok),
-                                                           ("norm", norm), ("finite", finite), ("huge", huge),
-                                                           ("closest", closest), ("recent", recent),
-                                                           ("lag", lag), ("verdict", verdict), ("full", full))}
-        for b in rows:
-            v = int(values["verdict"][b])
-            rate_txt = f"rate {float(values['rate'][b]):.3g}" if bool(values["rate_ok"][b]) else "rate not yet known"
-            if v == 3:
-                why = ("theta is not finite" if not bool(values["finite"][b]) else
-                       f"|theta| = {float(values['norm'][b]):.3g} > {self.theta_limit:g}" if bool(values["huge"][b])
-                       else f"|theta| grew more than tenfold over {self.window} steps ({rate_txt})")
-            elif v == 1:
-                why = f"d_t = {float(values['d'][b]):.3g} <= tol = {self.tol:g}"
-            elif v == 2:
-                period = int(values["lag"][b]) + 2
-                why = (f"theta returns within {float(values['closest'][b]):.3g} of its value {period} steps earlier "
-                       f"(last step {float(values['recent'][b]):.3g}): a cycle of period {period}; {rate_txt}")
-            else:
-                why = (f"d_t = {float(values['d'][b]):.3g} > tol; {rate_txt}"
-                       + ("" if bool(values["full"][b]) else f"; fewer than {self.window} steps seen"))
-            self._reasons[b] = f"{VERDICTS[v]}: {why}"
+        # the figures behind each verdict, kept per learner; reasons() puts them into words only when asked
+        fresh = {"d": d, "rate": rate, "rate_ok": rate_ok, "norm": norm, "finite": finite, "huge": huge,
+                 "closest": closest, "recent": recent, "lag": lag, "verdict": verdict, "full": full,
+                 "seen": torch.ones_like(stepped)}
+        if self._why is None:
+            self._why = {k: torch.where(stepped, v, torch.zeros_like(v)) for k, v in fresh.items()}
+        else:
+            self._why = {k: torch.where(stepped, v, self._why[k]) for k, v in fresh.items()}
+
+    def _explain(self, b: int, values: dict[str, Tensor]) -> str:
+        if not bool(values["seen"][b]):
+            return "no steps yet"
+        v = int(values["verdict"][b])
+        rate_txt = f"rate {float(values['rate'][b]):.3g}" if bool(values["rate_ok"][b]) else "rate not yet known"
+        if v == 3:
+            why = ("theta is not finite" if not bool(values["finite"][b]) else
+                   f"|theta| = {float(values['norm'][b]):.3g} > {self.theta_limit:g}" if bool(values["huge"][b])
+                   else f"|theta| grew more than tenfold over {self.window} steps ({rate_txt})")
+        elif v == 1:
+            why = f"d_t = {float(values['d'][b]):.3g} <= tol = {self.tol:g}"
+        elif v == 2:
+            period = int(values["lag"][b]) + 2
+            why = (f"theta returns within {float(values['closest'][b]):.3g} of its value {period} steps earlier "
+                   f"(last step {float(values['recent'][b]):.3g}): a cycle of period {period}; {rate_txt}")
+        else:
+            why = (f"d_t = {float(values['d'][b]):.3g} > tol; {rate_txt}"
+                   + ("" if bool(values["full"][b]) else f"; fewer than {self.window} steps seen"))
+        return f"{VERDICTS[v]}: {why}"
 
     def reasons(self) -> list[str]:
-        return list(self._reasons)
+        if self._why is None:
+            return ["no steps yet"] * self.B
+        values = {k: v.detach().cpu() for k, v in self._why.items()}
+        return [self._explain(b, values) for b in range(self.B)]
 
 
 def lipschitz_probe(env: Any, agent: Any, n_probes: int = 4, delta: float = 1e-4, seed: int = 0) -> dict[str, Tensor]:
