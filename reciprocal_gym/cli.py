@@ -16,7 +16,6 @@ DEFAULT_DB = Path("results/leaderboard.sqlite")
 
 
 def _leaderboard_run(args: argparse.Namespace) -> int:
-    from reciprocal_gym.leaderboard import report
     from reciprocal_gym.leaderboard.run import run_suite
     from reciprocal_gym.leaderboard.store import Store
     from reciprocal_gym.leaderboard.suite import load_suite
@@ -34,26 +33,27 @@ def _leaderboard_run(args: argparse.Namespace) -> int:
         info, results = store.run_info(run_id), store.results(run_id)
     finally:
         store.close()
-    rows = report.tables(info, results)
-    print(f"\nsuite {suite['name']}: run {run_id} in {args.db} ({time.perf_counter() - start:.0f} s)\n")
-    print(report.text_tables(rows))
-    _exports(args, info, rows, results)
-    return 0
+    return _publish(args, info, results,
+                    f"\nsuite {suite['name']}: run {run_id} in {args.db} ({time.perf_counter() - start:.0f} s)\n")
 
 
-def _exports(args: argparse.Namespace, info: dict, rows: list, results: list) -> None:
+def _publish(args: argparse.Namespace, info: dict, results: list, header: str) -> int:
+    """Print the ranked tables and write the exports asked for."""
     from reciprocal_gym.leaderboard import report
 
+    rows = report.tables(info, results)
+    print(header)
+    print(report.text_tables(rows))
     for path, text in ((args.markdown, lambda: report.markdown(info, rows)), (args.json, lambda: report.as_json(
             info, rows)), (args.html, lambda: report.html_page(info, rows, results))):
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             Path(path).write_text(text())
             print(f"wrote {path}")
+    return 0
 
 
 def _leaderboard_show(args: argparse.Namespace) -> int:
-    from reciprocal_gym.leaderboard import report
     from reciprocal_gym.leaderboard.store import Store
 
     if not Path(args.db).is_file():
@@ -66,11 +66,7 @@ def _leaderboard_show(args: argparse.Namespace) -> int:
         info, results = store.run_info(run_id), store.results(run_id)
     finally:
         store.close()
-    rows = report.tables(info, results)
-    print(f"suite {info['suite']}: run {run_id}\n")
-    print(report.text_tables(rows))
-    _exports(args, info, rows, results)
-    return 0
+    return _publish(args, info, results, f"suite {info['suite']}: run {run_id}\n")
 
 
 def _bench(args: argparse.Namespace) -> int:

@@ -125,6 +125,8 @@ class BanditVectorEnv(BatchedVectorEnv):
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
     """
 
+    config_class = BanditConfig
+
     def __init__(
         self,
         num_envs: int = 1,
@@ -132,9 +134,8 @@ class BanditVectorEnv(BatchedVectorEnv):
         autoreset_mode: str = "next_step",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, device, autoreset_mode)
-        self.config = cfg = BanditConfig(**kwargs)
-        self.dtype = resolve_dtype(cfg.dtype)
+        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+        cfg = self.config
         B, K, dev, dt = self.num_envs, cfg.n_arms, self.device, self.dtype
         self.n_arms = K
         self.expected = cfg.adaptation == "expected"

@@ -69,7 +69,11 @@ class BatchedVectorEnv(VectorEnv):
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int, device: str | torch.device, autoreset_mode: str | AutoresetMode) -> None:
+    config_class: type | None = None
+    """The env's frozen settings dataclass; the keyword arguments build it (``self.config``) and its ``dtype``."""
+
+    def __init__(self, num_envs: int, device: str | torch.device, autoreset_mode: str | AutoresetMode,
+                 **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} is not allowed; it must be a positive int")
         if isinstance(autoreset_mode, AutoresetMode):
@@ -91,6 +95,11 @@ class BatchedVectorEnv(VectorEnv):
         self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._all_rows = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._has_reset = False
+        if self.config_class is not None:
+            self.config = self.config_class(**kwargs)
+            self.dtype = resolve_dtype(self.config.dtype)
+        elif kwargs:
+            raise TypeError(f"unexpected arguments {sorted(kwargs)}")
 
     # ----- hooks for subclasses -------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:

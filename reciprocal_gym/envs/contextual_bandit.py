@@ -112,6 +112,8 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     - ``max_steps`` (500), ``device`` ("cpu"), ``dtype`` (``torch.float64``), ``autoreset_mode``.
     """
 
+    config_class = ContextualBanditConfig
+
     def __init__(
         self,
         num_envs: int = 1,
@@ -119,9 +121,9 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         autoreset_mode: str = "next_step",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, device, autoreset_mode)
-        self.config = cfg = ContextualBanditConfig(**kwargs)
-        self.dtype = dt = resolve_dtype(cfg.dtype)
+        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+        cfg = self.config
+        dt = self.dtype
         B, dev = self.num_envs, self.device
         if cfg.source == "dataset":
             data = from_arrays(cfg.X, cfg.y) if cfg.X is not None else load_dataset(cfg.dataset,

@@ -115,9 +115,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         autoreset_mode: str = "next_step",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, device, autoreset_mode)
-        self.config = cfg = self.config_class(**kwargs)
-        self.dtype = resolve_dtype(cfg.dtype)
+        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+        cfg = self.config
         self._fixed_split: Split | None = None
         if cfg.split is not None:
             self.dataset, self._fixed_split = split_from_arrays(cfg.split)

@@ -123,6 +123,8 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
       ``autoreset_mode``.
     """
 
+    config_class = SolverRelaxConfig
+
     def __init__(
         self,
         num_envs: int = 1,
@@ -130,9 +132,9 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         autoreset_mode: str = "next_step",
         **kwargs: Any,
     ) -> None:
-        super().__init__(num_envs, device, autoreset_mode)
-        self.config = cfg = SolverRelaxConfig(**kwargs)
-        self.dtype = dt = resolve_dtype(cfg.dtype)
+        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+        cfg = self.config
+        dt = self.dtype
         B, dev = self.num_envs, self.device
         self.omegas = torch.as_tensor(cfg.omega_grid, dtype=dt, device=dev)
         self.n_omega = len(self.omegas)
