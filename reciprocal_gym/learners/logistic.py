@@ -133,8 +133,8 @@ class _Problem:
         self.Q = targets
         self.lam = lam
 
-    def subset(self, idx: Tensor) -> _Problem:
-        """The problem of learners ``idx`` only."""
+    def subset(self, idx: Tensor | slice) -> _Problem:
+        """The problem of learners ``idx`` only (a slice gives views, an index tensor copies)."""
         sub = object.__new__(_Problem)
         sub.X = self.X if self.X.dim() == 2 else self.X[idx]
         sub.C, sub.p, sub.lam = self.C, self.p, self.lam
@@ -169,11 +169,11 @@ class _Problem:
 
     def hessian(self, probs: Tensor) -> Tensor:
         """Full (B, P, P) Hessian at the point whose probabilities are ``probs``."""
-        B, P = probs.shape[0], n_params(self.p, self.C)
-        eye = torch.eye(P, dtype=probs.dtype, device=probs.device)
         if self.C == 2:
-            return _weighted_gram(self.X, self.a * probs * (1.0 - probs)) + self.lam * eye
-        C, p = self.C, self.p
+            H = _weighted_gram(self.X, self.a * probs * (1.0 - probs))
+            H.diagonal(dim1=-2, dim2=-1).add_(self.lam)
+            return H
+        B, C, p = probs.shape[0], self.C, self.p
         H = probs.new_zeros(B, C, p, C, p)
         aS = self.a.unsqueeze(-1) * probs
         for c in range(C):
@@ -185,7 +185,9 @@ class _Problem:
                 H[:, c, :, d, :] = block
                 if d != c:
                     H[:, d, :, c, :] = block.transpose(1, 2)
-        return H.reshape(B, P, P) + self.lam * eye
+        H = H.reshape(B, C * p, C * p)
+        H.diagonal(dim1=-2, dim2=-1).add_(self.lam)
+        return H
 
     def hvp(self, probs: Tensor, V: Tensor) -> Tensor:
         """Multinomial Hessian-vector products H v for V (B, P)."""
@@ -230,6 +232,24 @@ def _cholesky_solve(L: Tensor, g: Tensor) -> Tensor:
     """Solve L L^T x = g for a batch of lower Cholesky factors L (two triangular solves)."""
     y = torch.linalg.solve_triangular(L, g.unsqueeze(-1), upper=False)
     return torch.linalg.solve_triangular(L.transpose(-1, -2), y, upper=True).squeeze(-1)
+
+
+_CHUNK = 256
+"""Learners per block in the Newton solve: a block's (chunk, P, P) Hessians stay in cache from their product to
+the triangular solves, which on CPU is faster than streaming (B, P, P) tensors through memory op by op."""
+
+
+def _newton_direction(problem: _Problem, probs: Tensor, g: Tensor) -> Tensor:
+    """Newton directions -H^{-1} g, computed in blocks of ``_CHUNK`` learners."""
+    B = g.shape[0]
+    if B <= _CHUNK:
+        return -_cholesky_solve(_cholesky_jittered(problem.hessian(probs)), g)
+    d = torch.empty_like(g)
+    for start in range(0, B, _CHUNK):
+        rows = slice(start, start + _CHUNK)
+        H = problem.subset(rows).hessian(probs[rows])
+        torch.neg(_cholesky_solve(_cholesky_jittered(H), g[rows]), out=d[rows])
+    return d
 
 
 def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
@@ -326,7 +346,7 @@ def fit_ridge_logistic(
         sub = problem if len(idx) == B else problem.subset(idx)
         th, pr, gr, f0 = theta[idx], probs[idx], g[idx], f[idx]
         if solver == "newton":
-            d = -_cholesky_solve(_cholesky_jittered(sub.hessian(pr)), gr)
+            d = _newton_direction(sub, pr, gr)
         else:
             d = _pcg(sub, pr, gr, max_cg)
         slope = (gr * d).sum(1)
