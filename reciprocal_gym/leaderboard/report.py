@@ -45,6 +45,12 @@ def scores(results: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
+def _tidy(value: float) -> float:
+    """A mean as a float, with rounding residue below 1e-12 (e.g. the random agent's -1e-17) set to 0."""
+    value = float(value)
+    return 0.0 if abs(value) < 1e-12 else value
+
+
 def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
     """The ranked rows: agent, IQM with its interval, mean, per-task means, verdict shares, P(> next)."""
     per_agent = scores(results)
@@ -57,7 +63,7 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
         low, high = stratified_bootstrap_ci(tasks, reps=reps)
         total = sum(verdicts[agent].values())
         rows.append({"agent": agent, "iqm": iqm(everything), "ci_low": low, "ci_high": high,
-                     "mean": float(everything.mean()), "tasks": {t: float(v.mean()) for t, v in tasks.items()},
+                     "mean": _tidy(everything.mean()), "tasks": {t: _tidy(v.mean()) for t, v in tasks.items()},
                      "n": len(everything),
                      "verdicts": {k: verdicts[agent][k] / total for k in sorted(verdicts[agent])}})
     rows.sort(key=lambda r: (-r["iqm"], r["agent"]))
@@ -124,6 +130,11 @@ def as_json(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> st
     return json.dumps({"run": meta, "tables": groups}, indent=1)
 
 
+CURVE_LABELS = {"pool": "test accuracy (mean over seeds)", "bandit": "cumulative pseudo-regret",
+                "solver": "cumulative SOR iterations"}
+"""The y-axis of a task's learning curve, by the task's kind (what ``run_unit`` records per step)."""
+
+
 def _png(fig: Any) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
@@ -140,15 +151,16 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
     by_task: dict[str, dict[str, list[list[float]]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
         by_task[r["task"]][r["agent"]].append(r["curve"])
+    tasks = {t["name"]: t for t in info["suite_def"].get("tasks", [])}
     images = []
     for task, agents in sorted(by_task.items()):
-        fig, ax = plt.subplots(figsize=(6, 3.6))
+        spec = tasks.get(task, {})
+        fig, ax = plt.subplots(figsize=(5.2, 3.2))
         for agent, curves in sorted(agents.items()):
             ax.plot(np.arange(1, len(curves[0]) + 1), np.mean(curves, 0), label=agent)
-        ax.set_title(task)
+        ax.set_title(f"{task} ({spec['env']})" if "env" in spec else task, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel("test accuracy" if "accuracy" in task or task.startswith(("self", "active"))
-                      else "cumulative regret / cost")
+        ax.set_ylabel(CURVE_LABELS.get(spec.get("kind"), "metric"))
         ax.legend(fontsize=7)
         fig.tight_layout()
         images.append((task, _png(fig)))
@@ -177,13 +189,13 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
                   for i, r in enumerate(group_rows, 1))
         + "</tbody></table>" for group, group_rows in groups.items())
     figures = "".join(f"<figure><img alt='learning curves of {html.escape(t)}' src='data:image/png;base64,{b}'>"
-                      f"<figcaption>{html.escape(t)}</figcaption></figure>" for t, b in images)
+                      "</figure>" for t, b in images)
     title = f"reciprocal_gym leaderboard: {html.escape(info['suite'])} (run {info['run_id']})"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
-figure{{display:inline-block;margin:8px}}</style></head><body>
+figure{{display:inline-block;margin:4px;vertical-align:top}}</style></head><body>
 <h1>{title}</h1>
 <p>Score: random agent = 0, upper reference = 1; IQM over (task, seed) with stratified bootstrap 95 % intervals.</p>
 {tables_html}
