@@ -49,6 +49,32 @@ def test_batched_learners_with_own_weights_match_separate_fits(device):
         np.testing.assert_allclose(fit.theta[b].cpu().numpy(), sk.coef_.ravel(), atol=1e-4)
 
 
+@pytest.mark.parametrize("C", [2, 3])
+def test_blocked_threaded_newton_equals_learner_by_learner_fits(C):
+    """A large batch is solved in blocks on a thread pool (CPU); every learner's fit equals its fit alone, for
+    any thread count."""
+    rng = np.random.default_rng(1)
+    B, n, p = 300, 25, 6
+    X = torch.tensor(rng.normal(size=(B, n, p)))
+    y = rng.integers(0, C, size=(B, n))
+    Q = torch.nn.functional.one_hot(torch.tensor(y), C).double()
+    w = torch.tensor(rng.uniform(0.2, 1.0, size=(B, n)))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        batched = fit_ridge_logistic(X, w, Q, 0.01, solver="newton")
+        torch.set_num_threads(1)
+        single_thread = fit_ridge_logistic(X, w, Q, 0.01, solver="newton")
+    finally:
+        torch.set_num_threads(threads)
+    assert bool(batched.converged.all())
+    torch.testing.assert_close(batched.theta, single_thread.theta, rtol=0, atol=1e-12)
+    for b in (0, 137, 299):
+        alone = fit_ridge_logistic(X[b : b + 1], w[b : b + 1], Q[b : b + 1], 0.01, solver="newton")
+        torch.testing.assert_close(batched.theta[b], alone.theta[0], rtol=0, atol=1e-10)
+        assert int(batched.iterations[b]) == int(alone.iterations[0])
+
+
 def test_soft_labels_equal_weighted_duplicates():
     """A soft label q is the same training signal as one copy per class with weight q_c."""
     X, y = _standardized(load_breast_cancer, rows=np.arange(120))
