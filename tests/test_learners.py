@@ -51,8 +51,7 @@ def test_batched_learners_with_own_weights_match_separate_fits(device):
 
 @pytest.mark.parametrize("C", [2, 3])
 def test_blocked_threaded_newton_equals_learner_by_learner_fits(C):
-    """A large batch is solved in blocks on a thread pool (CPU); every learner's fit equals its fit alone, for
-    any thread count."""
+    """A large batch is solved in blocks (CPU); every learner's fit equals its fit alone, for any thread count."""
     rng = np.random.default_rng(1)
     B, n, p = 300, 25, 6
     X = torch.tensor(rng.normal(size=(B, n, p)))

@@ -25,8 +25,6 @@ tolerance at a fraction of that. ``"auto"`` picks Newton for binary problems and
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -237,47 +235,23 @@ def _cholesky_solve(L: Tensor, g: Tensor) -> Tensor:
 
 
 _CHUNK = 256
-"""Most learners per block in the CPU Newton solve: a block's (chunk, P, P) Hessians stay in cache from their
-product to the triangular solves, which is faster than streaming (B, P, P) tensors through memory op by op."""
-
-_executor: tuple[int, int, ThreadPoolExecutor] | None = None
-
-
-def _threads() -> ThreadPoolExecutor:
-    """A pool with torch's intra-op thread count, made again after a fork or a ``torch.set_num_threads`` change."""
-    global _executor
-    workers = torch.get_num_threads()
-    if _executor is None or _executor[0] != os.getpid() or _executor[1] != workers:
-        _executor = (os.getpid(), workers, ThreadPoolExecutor(workers, thread_name_prefix="reciprocal-newton"))
-    return _executor[2]
+"""Learners per block in the CPU Newton solve: a block's (chunk, P, P) Hessians stay in cache from their product to
+the triangular solves, which is faster than streaming (B, P, P) tensors through memory op by op. (Blocks on a
+thread pool were tried too: each Python thread that runs torch ops brings its own OpenMP team, and the spinning
+teams slowed every other op down more than the parallel LAPACK calls saved.)"""
 
 
 def _newton_direction(problem: _Problem, probs: Tensor, g: Tensor) -> Tensor:
-    """Newton directions -H^{-1} g.
-
-    On CPU, batches of 64 learners or more are solved in blocks on a thread pool: torch runs each batched
-    Cholesky factorization and triangular solve as one LAPACK call per matrix on a single core, so blocks on
-    separate threads use every core (the GIL is released inside the ops). Each matrix is factorized on its own,
+    """Newton directions -H^{-1} g; on CPU in blocks of ``_CHUNK`` learners. Each matrix is factorized on its own,
     so the result does not depend on the blocking."""
     B = g.shape[0]
-    workers = torch.get_num_threads()
-    if g.device.type != "cpu" or B < 64 or workers < 2 and B <= _CHUNK:
+    if g.device.type != "cpu" or B <= _CHUNK:
         return -_cholesky_solve(_cholesky_jittered(problem.hessian(probs)), g)
-    n_blocks = max(workers, -(-B // _CHUNK))
-    size = -(-B // n_blocks)
     d = torch.empty_like(g)
-
-    def solve(start: int) -> None:
-        rows = slice(start, start + size)
+    for start in range(0, B, _CHUNK):
+        rows = slice(start, start + _CHUNK)
         H = problem.subset(rows).hessian(probs[rows])
         torch.neg(_cholesky_solve(_cholesky_jittered(H), g[rows]), out=d[rows])
-
-    if workers < 2:
-        for start in range(0, B, size):
-            solve(start)
-    else:
-        for future in [_threads().submit(solve, start) for start in range(0, B, size)]:
-            future.result()
     return d
 
 
