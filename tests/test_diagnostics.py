@@ -50,6 +50,29 @@ def test_exact_w1_equals_ot_emd2_on_the_full_support():
     assert (sliced <= got + 1e-12).all() and (sliced > 0).all()
 
 
+def test_sliced_w1_is_the_mean_of_one_dimensional_w1_over_the_directions():
+    """Against POT's sliced distance (p = 1) with the same directions; the learners move different numbers of atoms
+    (one moves none), so atoms that cancel are dropped and rows are padded differently."""
+    rng = np.random.default_rng(3)
+    B, n, d, C, L = 4, 12, 3, 2, 20
+    x = rng.standard_normal((B, n, d))
+    y0 = rng.dirichlet(np.ones(C), (B, n))
+    m0 = rng.random((B, n)) * (rng.random((B, n)) < 0.8)
+    m0 /= m0.sum(1, keepdims=True)
+    y1, m1 = y0.copy(), m0.copy()
+    y1[0, :5] = rng.dirichlet(np.ones(C), 5)  # labels of five atoms change
+    m1[1, [0, 1]] = m0[1, [1, 0]]  # two masses trade places
+    m1[2] = rng.dirichlet(np.ones(n))  # everything moves; learner 3 moves nothing
+    dirs = torch.nn.functional.normalize(torch.randn(L, d + C, dtype=torch.float64), dim=1)
+    t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+    got = sliced_w1(t(x), t(y0), t(m0), t(y1), t(m1), dirs)
+    for b in range(B):
+        want = ot.sliced_wasserstein_distance(np.concatenate([x[b], y0[b]], 1), np.concatenate([x[b], y1[b]], 1),
+                                              a=m0[b], b=m1[b], p=1, projections=dirs.numpy().T)
+        assert got[b].item() == pytest.approx(float(want), abs=1e-12)
+    assert got[3].item() == 0.0 and (got[:3] > 0).all()
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

@@ -35,6 +35,8 @@ otherwise (including slow, non-geometric decay).
 from __future__ import annotations
 
 import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -105,8 +107,8 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
         idx = torch.nonzero(pick).squeeze(1)
         src = torch.sort((p[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
         dst = torch.sort((q[idx] > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, :r]
-        cost = _pairwise_cost(_take(x[idx], src), _take(y_prev[idx], src), _take(x[idx], dst),
-                              _take(y_now[idx], dst))  # (b, r, r)
+        at = idx.unsqueeze(1)  # gather only the (b, r) atoms, not whole rows of x
+        cost = _pairwise_cost(x[at, src], y_prev[at, src], x[at, dst], y_now[at, dst])  # (b, r, r)
         perms = _permutations(r, cost.device)  # (r!, r)
         totals = cost.gather(2, perms.T.unsqueeze(0).expand(len(idx), -1, -1)).sum(1)  # (b, r!)
         w1[idx] = totals.min(1).values * p[idx].gather(1, src[:, :1]).squeeze(1)
@@ -116,30 +118,72 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
         if len(idx):
             w1[idx] = fallback(idx).to(w1.dtype)
         return w1
-    for b in torch.nonzero(rest).squeeze(1).tolist():
-        src, dst = torch.nonzero(p[b]).squeeze(1), torch.nonzero(q[b]).squeeze(1)
-        cost = _pairwise_cost(x[b, src], y_prev[b, src], x[b, dst], y_now[b, dst]).double().cpu().numpy()
-        a = p[b, src].double().cpu().numpy()
-        c = q[b, dst].double().cpu().numpy()
-        c = c * (a.sum() / c.sum())  # the dust threshold can unbalance the sums by ~1e-13
-        w1[b] = float(ot.emd2(a, c, cost, numItermax=10_000_000))
+    idx = torch.nonzero(rest).squeeze(1)
+    if len(idx):
+        parts = (x, y_prev, p, y_now, q) if len(idx) == B else (x[idx], y_prev[idx], p[idx], y_now[idx], q[idx])
+        w1[idx] = torch.as_tensor(_transport_costs(*parts), dtype=w1.dtype, device=w1.device)
     return w1
+
+
+def _transport_costs(x: Tensor, y_prev: Tensor, p: Tensor, y_now: Tensor, q: Tensor) -> np.ndarray:
+    """``ot.emd2`` of the reduced problems (sources where p > 0, targets where q > 0), one per learner.
+
+    The cost matrices are computed in one batched call (sources and targets packed to the front, padded to the
+    largest count); the exact solves run on a thread pool (POT's network simplex releases the GIL)."""
+    n_src, n_dst = (p > 0).sum(1).tolist(), (q > 0).sum(1).tolist()
+    src = torch.sort((p > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, : max(n_src)]
+    dst = torch.sort((q > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, : max(n_dst)]
+    cost = _pairwise_cost(_take(x, src), _take(y_prev, src), _take(x, dst), _take(y_now, dst)).double().cpu().numpy()
+    a_all = p.gather(1, src).double().cpu().numpy()
+    c_all = q.gather(1, dst).double().cpu().numpy()
+
+    def solve(b: int) -> float:
+        a, c = a_all[b, : n_src[b]], c_all[b, : n_dst[b]]
+        c = c * (a.sum() / c.sum())  # the dust threshold can unbalance the sums by ~1e-13
+        return float(ot.emd2(a, c, np.ascontiguousarray(cost[b, : n_src[b], : n_dst[b]]), numItermax=10_000_000))
+
+    if len(n_src) == 1:
+        return np.array([solve(0)])
+    return np.array(list(_solver_pool().map(solve, range(len(n_src)))))
+
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _solver_pool() -> ThreadPoolExecutor:
+    """Threads for the transport solves (numpy and POT only: no torch op runs on them), made again after a fork."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="reciprocal-emd"))
+    return _pool[1]
 
 
 def sliced_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor, directions: Tensor) -> Tensor:
     """Sliced W1 (mean over ``directions`` (L, d + C) unit vectors) between the same measures, batched."""
-    used = (m_prev > 0) | (m_now > 0)  # atoms without mass on either side change nothing: drop them
-    m = int(used.sum(1).max())
-    if m < used.shape[1]:
-        keep = torch.sort(used.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :m]
-        x = x.gather(1, keep.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        y_prev = y_prev.gather(1, keep.unsqueeze(-1).expand(-1, -1, y_prev.shape[-1]))
-        y_now = y_now.gather(1, keep.unsqueeze(-1).expand(-1, -1, y_now.shape[-1]))
+    # an atom whose label and mass are the same on both sides puts +m and -m at one projected point: drop it, and
+    # atoms without mass on either side
+    moved = ((m_prev > 0) | (m_now > 0)) & ~((m_prev == m_now) & (y_prev == y_now).all(-1))
+    m = int(moved.sum(1).max())
+    if m == 0:
+        return torch.zeros(m_prev.shape[0], dtype=m_prev.dtype, device=m_prev.device)
+    if m < moved.shape[1]:
+        keep = torch.sort(moved.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :m]
+        x, y_prev, y_now = _take(x, keep), _take(y_prev, keep), _take(y_now, keep)
         m_prev, m_now = m_prev.gather(1, keep), m_now.gather(1, keep)
-    points = torch.cat([torch.cat([x, y_prev], -1), torch.cat([x, y_now], -1)], dim=1)  # (B, 2n, d + C)
+        kept = moved.gather(1, keep)  # padding slots of learners with fewer moved atoms carry no mass
+        m_prev, m_now = torch.where(kept, m_prev, 0.0), torch.where(kept, m_now, 0.0)
+    directions = directions.to(x.dtype)
+    d = x.shape[-1]
+    # project the features once and the two label sets separately: (B, L, 2m) positions of P's and Q's atoms
+    zx = torch.matmul(x, directions[:, :d].T)
+    z = torch.cat([zx + torch.matmul(y_prev, directions[:, d:].T), zx + torch.matmul(y_now, directions[:, d:].T)],
+                  dim=1).transpose(1, 2).contiguous()
     signed = torch.cat([m_prev, -m_now], dim=1)  # P minus Q on the union of support points
-    z = torch.matmul(directions.to(points.dtype), points.transpose(1, 2))  # (B, L, 2n): sort along the last dim
-    zs, order = z.sort(dim=-1)
+    if z.device.type == "cpu":  # numpy's argsort of many short rows is several times faster than torch's sort here
+        order = torch.from_numpy(np.argsort(z.numpy(), axis=-1))
+        zs = z.gather(-1, order)
+    else:
+        zs, order = z.sort(dim=-1)
     cdf = signed.unsqueeze(1).expand_as(z).gather(-1, order).cumsum(-1)
     return (cdf[..., :-1].abs() * zs.diff(dim=-1)).sum(-1).mean(-1)
 
@@ -209,8 +253,12 @@ class _Tracker:
                 w1 = exact_w1(self._x, self._y, self._m, y, m)
             else:
                 x0, y0, m0 = self._x, self._y, self._m
-                w1 = exact_w1(x0, y0, m0, y, m, fallback=lambda i: sliced_w1(x0[i], y0[i], m0[i], y[i], m[i],
-                                                                               self.directions))
+                def fallback(i: Tensor) -> Tensor:
+                    if len(i) == self.B:
+                        return sliced_w1(x0, y0, m0, y, m, self.directions)
+                    return sliced_w1(x0[i], y0[i], m0[i], y[i], m[i], self.directions)
+
+                w1 = exact_w1(x0, y0, m0, y, m, fallback=fallback)
             keep = stepped.view(-1, 1, 1)
             self._y = torch.where(keep, y, self._y)
             self._m = torch.where(stepped.unsqueeze(1), m, self._m)
