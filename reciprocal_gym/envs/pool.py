@@ -435,20 +435,26 @@ class PoolVectorEnv(BatchedVectorEnv):
         }
 
     def _candidate_features(self, probs: Tensor, in_use: Tensor) -> Tensor:
-        """(..., C + 3) float32 features per candidate: probabilities, margin, entropy, in-use flag."""
-        probs = probs.to(torch.float32)  # features are computed at the observation's precision
+        """(..., C + 3) float32 features per candidate: probabilities, margin, entropy, in-use flag.
+
+        Written column by column into one buffer (a ``cat`` along a short last dimension is slow on CPU)."""
         C = self.n_classes
+        out = torch.empty(*probs.shape[:-1], C + 3, dtype=torch.float32, device=probs.device)
+        p = out[..., :C]
+        p.copy_(probs)  # features are computed at the observation's precision
         tiny = torch.finfo(torch.float32).tiny  # p log max(p, tiny) is 0 at p = 0, like xlogy
+        margin, entropy = out[..., C], out[..., C + 1]
         if C == 2:
-            p0, p1 = probs[..., 0], probs[..., 1]
-            margin = (p1 - p0).abs()
-            entropy = -(p0 * p0.clamp_min(tiny).log() + p1 * p1.clamp_min(tiny).log())
+            p0, p1 = p[..., 0], p[..., 1]
+            torch.sub(p1, p0, out=margin).abs_()
+            torch.mul(p0, p0.clamp_min(tiny).log(), out=entropy)
+            entropy.add_(p1 * p1.clamp_min(tiny).log()).neg_()
         else:
-            top2 = probs.topk(2, dim=-1).values
-            margin = top2[..., 0] - top2[..., 1]
-            entropy = -(probs * probs.clamp_min(tiny).log()).sum(-1)
-        extra = torch.stack([margin, entropy, in_use.to(torch.float32)], dim=-1)
-        return torch.cat([probs, extra], dim=-1)
+            top2 = p.topk(2, dim=-1).values
+            torch.sub(top2[..., 0], top2[..., 1], out=margin)
+            torch.sum(p * p.clamp_min(tiny).log(), dim=-1, out=entropy).neg_()
+        out[..., C + 2] = in_use
+        return out
 
     def _observe(self) -> dict[str, Tensor]:
         candidates = self._candidate_features(self._pool_probs, self.state.in_use)

@@ -66,9 +66,12 @@ def predict_proba(X: Tensor, theta: Tensor, n_classes: int) -> Tensor:
 
 def probs_from_logits(logits: Tensor, n_classes: int) -> Tensor:
     """(B, n, C) probabilities from (B, n) binary or (B, n, C) multinomial logits."""
-    if n_classes == 2:
-        p1 = torch.sigmoid(logits)
-        return torch.stack((1.0 - p1, p1), dim=-1)
+    if n_classes == 2:  # written into one buffer: a stack along the last dimension is slow on CPU
+        p1 = torch.sigmoid(logits)  # contiguous: the vectorized kernel
+        out = logits.new_empty(*logits.shape, 2)
+        out[..., 1] = p1
+        torch.sub(1.0, p1, out=out[..., 0])
+        return out
     return torch.softmax(logits, dim=-1)
 
 
