@@ -11,8 +11,8 @@ W1 modes:
   problem. When one side of that reduced problem is a single point (adding one atom, a hard label) the distance is
   a closed-form sum, computed for all learners at once; when both sides hold the same few (<= 6) equal masses
   (amend, a full swap buffer) it is an assignment, solved by enumeration for all learners at once; otherwise POT's
-  exact ``ot.emd2`` solves the reduced problem per learner. Equal to ``ot.emd2`` on the full support (tested to
-  1e-9 in float64).
+  exact ``ot.emd2`` solves the reduced problem per learner (the cost matrices in one batched call, the solves on
+  a thread pool: POT releases the GIL). Equal to ``ot.emd2`` on the full support (tested to 1e-9 in float64).
 - ``"sliced"`` (the cheap mode): the exact closed forms and assignments where they apply (adding atoms one at a
   time, amend, a full swap buffer), else the sliced Wasserstein-1 distance with ``n_projections`` random
   directions of the concatenated vector (x, y), batched in torch (no per-learner loop). The sliced distance is a
@@ -243,6 +243,7 @@ class _Tracker:
     def update(self, stepped: Tensor) -> dict[str, Tensor]:
         """Diagnostics after a step of learners ``stepped`` (the others keep their values)."""
         theta = self.env.parameters()
+        every = bool(stepped.all())  # the common case: no masked merges needed
         previous = self.thetas[:, -1]
         theta_step = (theta - previous).norm(dim=1)
         theta_step = torch.where(torch.isfinite(theta_step), theta_step, torch.zeros_like(theta_step))
@@ -259,17 +260,23 @@ class _Tracker:
                     return sliced_w1(x0[i], y0[i], m0[i], y[i], m[i], self.directions)
 
                 w1 = exact_w1(x0, y0, m0, y, m, fallback=fallback)
-            keep = stepped.view(-1, 1, 1)
-            self._y = torch.where(keep, y, self._y)
-            self._m = torch.where(stepped.unsqueeze(1), m, self._m)
+            if every:
+                self._y, self._m = y, m
+            else:
+                self._y = torch.where(stepped.view(-1, 1, 1), y, self._y)
+                self._m = torch.where(stepped.unsqueeze(1), m, self._m)
         d = theta_step + w1
         d_prev = self.ds[:, -1]
         has_prev = (self.count >= 1) & (d_prev > 0)
         ratio = torch.where(has_prev, d / torch.where(has_prev, d_prev, 1.0), 0.0)
-        live = stepped.unsqueeze(1)
-        self.ds = torch.where(live, torch.cat([self.ds[:, 1:], d.unsqueeze(1)], 1), self.ds)
-        self.thetas = torch.where(live.unsqueeze(-1), torch.cat([self.thetas[:, 1:], theta.unsqueeze(1)], 1),
-                                  self.thetas)
+        ds = torch.cat([self.ds[:, 1:], d.unsqueeze(1)], 1)
+        thetas = torch.cat([self.thetas[:, 1:], theta.unsqueeze(1)], 1)
+        if every:
+            self.ds, self.thetas = ds, thetas
+        else:
+            live = stepped.unsqueeze(1)
+            self.ds = torch.where(live, ds, self.ds)
+            self.thetas = torch.where(live.unsqueeze(-1), thetas, self.thetas)
         self.count = self.count + stepped.long()
         w = self.window
         full = self.count >= w
@@ -277,11 +284,12 @@ class _Tracker:
         rate_ok = full & (first > 0) & (d > 0)
         rate = torch.where(rate_ok, (d / torch.where(rate_ok, first, 1.0)).clamp_min(1e-300) ** (1.0 / (w - 1)),
                            0.0)
-        self._judge(theta, d, rate, rate_ok, full, stepped)
+        self._judge(theta, d, rate, rate_ok, full, stepped, every)
         return {"theta_step": theta_step, "w1": w1, "d": d, "step_ratio": ratio, "rate": rate,
                 "verdict": self.verdict.clone()}, {"step_ratio": has_prev & stepped, "rate": rate_ok & stepped}
 
-    def _judge(self, theta: Tensor, d: Tensor, rate: Tensor, rate_ok: Tensor, full: Tensor, stepped: Tensor) -> None:
+    def _judge(self, theta: Tensor, d: Tensor, rate: Tensor, rate_ok: Tensor, full: Tensor, stepped: Tensor,
+               every: bool) -> None:
         norm = theta.norm(dim=1)
         finite = torch.isfinite(theta).all(1)
         huge = norm > self.theta_limit
@@ -297,12 +305,14 @@ class _Tracker:
         stalled = rate_ok & (rate >= 0.95)
         oscillating = recurrent & (stalled | ~rate_ok)
         verdict = torch.where(diverging, 3, torch.where(converged, 1, torch.where(oscillating, 2, 0)))
-        self.verdict = torch.where(stepped, verdict, self.verdict)
+        self.verdict = verdict if every else torch.where(stepped, verdict, self.verdict)
         # the figures behind each verdict, kept per learner; reasons() puts them into words only when asked
         fresh = {"d": d, "rate": rate, "rate_ok": rate_ok, "norm": norm, "finite": finite, "huge": huge,
                  "closest": closest, "recent": recent, "lag": lag, "verdict": verdict, "full": full,
                  "seen": torch.ones_like(stepped)}
-        if self._why is None:
+        if every:
+            self._why = fresh
+        elif self._why is None:
             self._why = {k: torch.where(stepped, v, torch.zeros_like(v)) for k, v in fresh.items()}
         else:
             self._why = {k: torch.where(stepped, v, self._why[k]) for k, v in fresh.items()}
