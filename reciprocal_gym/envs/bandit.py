@@ -153,6 +153,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
                       and dt == torch.float32 and self.device.type == "cpu")
         self._lam, self._max_steps = float(cfg.lam), int(cfg.max_steps)
+        self._lam_positive = self._lam >= torch.finfo(torch.float32).tiny
         window = cfg.window if self.windowed and not self.expected else None
         self.history = ArmHistory.empty(B, K, window, dt, dev)
 
@@ -230,12 +231,13 @@ class BanditVectorEnv(BatchedVectorEnv):
         every = rows is self._all_rows
         if every and self._fast and isinstance(actions, Tensor) and actions.shape == (self.num_envs,) \
                 and actions.dtype == torch.int64 and actions.device == self.device:
+            index = actions.unsqueeze(1)
             try:  # on the CPU, gather checks the arm range itself; its error becomes the usual ValueError below
-                mu = self.means.gather(1, actions.unsqueeze(1)).squeeze(1)
+                mu = self.means.gather(1, index).squeeze(1)
             except RuntimeError:
                 mu = None
             if mu is not None:
-                return self._step_fast(actions, mu)
+                return self._step_fast(actions, index, mu)
         a = self._check_actions(actions)
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
@@ -282,17 +284,17 @@ class BanditVectorEnv(BatchedVectorEnv):
                 "best_arm": self._best_arm}
         return reward, terminated, truncated, info
 
-    def _step_fast(self, a: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+    def _step_fast(self, a: Tensor, index: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """The common case in fewer tensor operations: every learner pulls arm ``a`` (true means ``mu``), full
         history, float32 Bernoulli arms on the CPU. Same arithmetic as the general path (tests cover both)."""
-        index = a.unsqueeze(1)
         reward = (self._uniforms.next(self._key, self.steps, torch.float32) < mu).float()
         h = self.history
         counts = h.counts.scatter_add(1, index, self._ones)
         sums = h.sums.scatter_add(1, index, reward.unsqueeze(1))
         self.history = ArmHistory(counts, sums, None, None)
         self.pulls = counts
-        self.theta = self.history.means(self._lam)
+        # ArmHistory.means without its 0 / 0 guard, which a positive float32 lam never needs
+        self.theta = sums / (counts + self._lam) if self._lam_positive else self.history.means(self._lam)
         regret = self._best - mu
         self.steps = self.steps + 1
         self.cumulative_regret = self.cumulative_regret + regret
