@@ -161,8 +161,11 @@ def _solver_pool() -> ThreadPoolExecutor:
 def sliced_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor, directions: Tensor) -> Tensor:
     """Sliced W1 (mean over ``directions`` (L, d + C) unit vectors) between the same measures, batched."""
     # an atom whose label and mass are the same on both sides puts +m and -m at one projected point: drop it, and
-    # atoms without mass on either side
-    moved = ((m_prev > 0) | (m_now > 0)) & ~((m_prev == m_now) & (y_prev == y_now).all(-1))
+    # atoms without mass on either side. Masses equal up to the dust of :func:`exact_w1` (1e-13 of the total, e.g.
+    # rounding from renormalization) count as equal, as they do there.
+    dust = 1e-13 * m_prev.sum(1, keepdim=True)
+    same = ((m_prev - m_now).abs() <= dust) & (y_prev == y_now).all(-1)
+    moved = ((m_prev > 0) | (m_now > 0)) & ~same
     m = int(moved.sum(1).max())
     if m == 0:
         return torch.zeros(m_prev.shape[0], dtype=m_prev.dtype, device=m_prev.device)
