@@ -6,7 +6,7 @@ import torch
 
 import reciprocal_gym  # noqa: F401
 from agents import SelectionAgent
-from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics, exact_w1, sliced_w1
+from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics, diagnostics, exact_w1, sliced_w1
 from reciprocal_gym.wrappers.diagnostics import _Tracker
 
 
@@ -21,7 +21,7 @@ def _direct_w1(x, y0, m0, y1, m1):
     return ot.emd2(a, b, cost, numItermax=10_000_000)
 
 
-def test_exact_w1_equals_ot_emd2_on_the_full_support():
+def test_exact_w1_equals_ot_emd2_on_the_full_support(monkeypatch):
     rng = np.random.default_rng(0)
     B, n, d, C = 12, 15, 3, 3
     x = rng.standard_normal((B, n, d))
@@ -45,6 +45,9 @@ def test_exact_w1_equals_ot_emd2_on_the_full_support():
     got = exact_w1(t(x), t(y0), t(m0), t(y1), t(m1))
     for b in range(B):
         assert got[b].item() == pytest.approx(_direct_w1(x[b], y0[b], m0[b], y1[b], m1[b]), abs=1e-9)
+    # the general problems' cost matrices built a few learners at a time give the same distances
+    monkeypatch.setattr(diagnostics, "_COST_BYTES", 8 * n * n * 2)
+    torch.testing.assert_close(exact_w1(t(x), t(y0), t(m0), t(y1), t(m1)), got, rtol=0, atol=0)
     sliced = sliced_w1(t(x), t(y0), t(m0), t(y1), t(m1), torch.nn.functional.normalize(torch.randn(64, d + C,
                        dtype=torch.float64), dim=1))
     assert (sliced <= got + 1e-12).all() and (sliced > 0).all()

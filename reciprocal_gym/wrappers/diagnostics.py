@@ -125,26 +125,39 @@ def exact_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Te
     return w1
 
 
+_COST_BYTES = 64e6
+"""Size of the float64 cost matrices :func:`_transport_costs` builds at a time."""
+
+
 def _transport_costs(x: Tensor, y_prev: Tensor, p: Tensor, y_now: Tensor, q: Tensor) -> np.ndarray:
     """``ot.emd2`` of the reduced problems (sources where p > 0, targets where q > 0), one per learner.
 
-    The cost matrices are computed in one batched call (sources and targets packed to the front, padded to the
-    largest count); the exact solves run on a thread pool (POT's network simplex releases the GIL)."""
+    The cost matrices are computed in batched calls (sources and targets packed to the front, padded to the largest
+    count; about 64 MB of them at a time); the exact solves run on a thread pool (POT's network simplex releases
+    the GIL)."""
     n_src, n_dst = (p > 0).sum(1).tolist(), (q > 0).sum(1).tolist()
     src = torch.sort((p > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, : max(n_src)]
     dst = torch.sort((q > 0).to(torch.int8), dim=1, descending=True, stable=True).indices[:, : max(n_dst)]
-    cost = _pairwise_cost(_take(x, src), _take(y_prev, src), _take(x, dst), _take(y_now, dst)).double().cpu().numpy()
     a_all = p.gather(1, src).double().cpu().numpy()
     c_all = q.gather(1, dst).double().cpu().numpy()
+    out = np.empty(len(n_src))
+    chunk = max(1, int(_COST_BYTES // (8 * src.shape[1] * dst.shape[1])))
+    for start in range(0, len(n_src), chunk):
+        rows = slice(start, start + chunk)
+        s, t = src[rows], dst[rows]
+        cost = _pairwise_cost(_take(x[rows], s), _take(y_prev[rows], s), _take(x[rows], t),
+                              _take(y_now[rows], t)).double().cpu().numpy()
 
-    def solve(b: int) -> float:
-        a, c = a_all[b, : n_src[b]], c_all[b, : n_dst[b]]
-        c = c * (a.sum() / c.sum())  # the dust threshold can unbalance the sums by ~1e-13
-        return float(ot.emd2(a, c, np.ascontiguousarray(cost[b, : n_src[b], : n_dst[b]]), numItermax=10_000_000))
+        def solve(b: int, cost: np.ndarray = cost, first: int = start) -> float:
+            a, c = a_all[b, : n_src[b]], c_all[b, : n_dst[b]]
+            c = c * (a.sum() / c.sum())  # the dust threshold can unbalance the sums by ~1e-13
+            M = np.ascontiguousarray(cost[b - first, : n_src[b], : n_dst[b]])
+            return float(ot.emd2(a, c, M, numItermax=10_000_000))
 
-    if len(n_src) == 1:
-        return np.array([solve(0)])
-    return np.array(list(_solver_pool().map(solve, range(len(n_src)))))
+        learners = range(start, min(start + chunk, len(n_src)))
+        out[start : learners.stop] = [solve(b) for b in learners] if len(learners) == 1 else \
+            list(_solver_pool().map(solve, learners))
+    return out
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
