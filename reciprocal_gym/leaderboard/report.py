@@ -46,7 +46,7 @@ def scores(results: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
 
 
 def _tidy(value: float) -> float:
-    """A mean as a float, with rounding residue below 1e-12 (e.g. the random agent's -1e-17) set to 0."""
+    """A figure as a float, with rounding residue below 1e-12 (e.g. the random agent's mean of -1e-17) set to 0."""
     value = float(value)
     return 0.0 if abs(value) < 1e-12 else value
 
@@ -62,7 +62,7 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
         everything = np.concatenate(list(tasks.values()))
         low, high = stratified_bootstrap_ci(tasks, reps=reps)
         total = sum(verdicts[agent].values())
-        rows.append({"agent": agent, "iqm": iqm(everything), "ci_low": low, "ci_high": high,
+        rows.append({"agent": agent, "iqm": _tidy(iqm(everything)), "ci_low": _tidy(low), "ci_high": _tidy(high),
                      "mean": _tidy(everything.mean()), "tasks": {t: _tidy(v.mean()) for t, v in tasks.items()},
                      "n": len(everything),
                      "verdicts": {k: verdicts[agent][k] / total for k in sorted(verdicts[agent])}})
