@@ -126,9 +126,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     config_class = ActiveLearnConfig
 
-    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu", autoreset_mode: str = "next_step",
-                 **kwargs: Any) -> None:
-        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+    def _setup(self) -> None:
+        super()._setup()
         B, dev = self.num_envs, self.device
         self.labels_spent = torch.zeros(B, dtype=self.dtype, device=dev)
         self._oracle_keys = torch.zeros(B, 2, dtype=torch.int32, device=dev)

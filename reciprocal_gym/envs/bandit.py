@@ -127,14 +127,7 @@ class BanditVectorEnv(BatchedVectorEnv):
 
     config_class = BanditConfig
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        device: str | torch.device = "cpu",
-        autoreset_mode: str = "next_step",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+    def _setup(self) -> None:
         cfg = self.config
         B, K, dev, dt = self.num_envs, cfg.n_arms, self.device, self.dtype
         self.n_arms = K

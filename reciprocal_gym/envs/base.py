@@ -72,8 +72,8 @@ class BatchedVectorEnv(VectorEnv):
     config_class: type | None = None
     """The env's frozen settings dataclass; the keyword arguments build it (``self.config``) and its ``dtype``."""
 
-    def __init__(self, num_envs: int, device: str | torch.device, autoreset_mode: str | AutoresetMode,
-                 **kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu",
+                 autoreset_mode: str | AutoresetMode = "next_step", **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} is not allowed; it must be a positive int")
         if isinstance(autoreset_mode, AutoresetMode):
@@ -100,6 +100,10 @@ class BatchedVectorEnv(VectorEnv):
             self.dtype = resolve_dtype(self.config.dtype)
         elif kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
+        self._setup()
+
+    def _setup(self) -> None:
+        """Build the env's tensors and spaces from ``self.config`` (called at the end of ``__init__``)."""
 
     # ----- hooks for subclasses -------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:

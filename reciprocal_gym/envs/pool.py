@@ -108,14 +108,7 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     config_class: type[PoolConfig] = PoolConfig
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        device: str | torch.device = "cpu",
-        autoreset_mode: str = "next_step",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+    def _setup(self) -> None:
         cfg = self.config
         self._fixed_split: Split | None = None
         if cfg.split is not None:

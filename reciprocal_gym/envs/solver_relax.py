@@ -125,14 +125,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
 
     config_class = SolverRelaxConfig
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        device: str | torch.device = "cpu",
-        autoreset_mode: str = "next_step",
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(num_envs, device, autoreset_mode, **kwargs)
+    def _setup(self) -> None:
         cfg = self.config
         dt = self.dtype
         B, dev = self.num_envs, self.device
