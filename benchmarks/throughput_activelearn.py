@@ -10,7 +10,10 @@ separate intercept, the intercept column penalized like the env; warm-started, t
 Before any figure is printed, every learner's learning curve (test accuracy after each query) must give the same
 area under the curve (mean test accuracy over the queries) within 0.005.
 
-    python benchmarks/throughput_activelearn.py --batch 1 64 1024 --steps 20
+    python benchmarks/throughput_activelearn.py --batch 1 64 1024 --steps 20 [--breakdown]
+
+``--breakdown`` then splits the largest batch's env step into the ERM's LAPACK calls, the rest of the ERM and the
+rest of the step (see ``step_breakdown.py``).
 
 The baseline's solver is scikit-learn's ``newton-cholesky`` by default: like the env it reaches the gradient tolerance
 (its solution agrees with the env's to about 1e-11). ``--sklearn-solver lbfgs`` is the scikit-learn default; it
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from step_breakdown import breakdown
 
 import reciprocal_gym  # noqa: F401
 from agents import SelectionAgent
@@ -100,6 +104,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sklearn-solver", default="newton-cholesky", choices=("newton-cholesky", "lbfgs"),
                         help="the baseline's solver (default: newton-cholesky, which reaches the same tolerance)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="split the largest batch's env step into LAPACK calls, rest of the ERM and the rest")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
@@ -121,10 +127,15 @@ def main() -> None:
                          max_auc_gap=gap, identical_curves=same))
         print(f"{batch:>6}{env_rate:>22.0f}{sk_rate:>26.0f}{env_rate / sk_rate:>9.1f}{gap:>12.1e}{same:>14.1%}",
               flush=True)
+    split = None
+    if args.breakdown:
+        batch = max(args.batch)
+        split = breakdown(lambda: run_env(batch, args.steps, args.seed, args.device)[0], batch, args.steps,
+                          next(r["sklearn_rate"] for r in rows if r["batch"] == batch))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                       indent=1))
+        args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                        "breakdown_ms_per_step": split}, indent=1))
 
 
 if __name__ == "__main__":

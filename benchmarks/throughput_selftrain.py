@@ -8,7 +8,11 @@ validation set. (a) is ``Reciprocal-SelfTrain-v0`` through ``gym.make_vec`` (all
 no separate intercept, the intercept column penalized like the env; warm-started). Before any figure is
 printed, the validation accuracy of every learner after every step must agree within 1e-3.
 
-    python benchmarks/throughput_selftrain.py --batch 1 64 1024 --steps 10
+    python benchmarks/throughput_selftrain.py --batch 1 64 1024 --steps 10 [--breakdown]
+
+``--breakdown`` then runs the largest batch once more under the torch profiler and splits an env step into the
+ERM's LAPACK calls (Cholesky factorizations and triangular solves, one call per learner matrix), the rest of the
+ERM, and the rest of the step, with the ratio each part alone would allow against the scikit-learn rate.
 
 The baseline's solver is scikit-learn's ``newton-cholesky`` by default: like the env it reaches the gradient tolerance
 (its solution agrees with the env's to about 1e-11). ``--sklearn-solver lbfgs`` is the scikit-learn default; it
@@ -32,6 +36,7 @@ import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from step_breakdown import breakdown
 
 import reciprocal_gym  # noqa: F401
 from reciprocal_gym.data import load_dataset, make_split, resolve_sizes
@@ -96,6 +101,8 @@ def main() -> None:
     parser.add_argument("--sklearn-solver", default="newton-cholesky", choices=("newton-cholesky", "lbfgs"),
                         help="the baseline's solver (default: newton-cholesky, which reaches the same tolerance)")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--breakdown", action="store_true",
+                        help="split the largest batch's env step into LAPACK calls, rest of the ERM and the rest")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
@@ -118,10 +125,16 @@ def main() -> None:
         rows.append(dict(batch=batch, env_rate=env_rate, sklearn_rate=sk_rate, ratio=env_rate / sk_rate,
                          max_accuracy_gap=gap))
         print(f"{batch:>6}{env_rate:>22.0f}{sk_rate:>26.0f}{env_rate / sk_rate:>9.1f}{gap:>12.1e}", flush=True)
+    split = None
+    if args.breakdown:
+        batch = max(args.batch)
+        orders = pool_orders(batch, args.steps, args.seed)
+        split = breakdown(lambda: run_env(batch, args.steps, args.seed, orders, args.device, dtype)[0], batch,
+                          args.steps, next(r["sklearn_rate"] for r in rows if r["batch"] == batch))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                       indent=1))
+        args.out.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                        "breakdown_ms_per_step": split}, indent=1))
 
 
 if __name__ == "__main__":

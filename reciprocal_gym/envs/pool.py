@@ -312,35 +312,46 @@ class PoolVectorEnv(BatchedVectorEnv):
         largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
         state = self.state
         rows = idx.unsqueeze(1)
+        every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
+        n_labeled = self.sizes.n_labeled
         if self.config.adaptation == "expected":
-            pool_X = self._features(self._rows["pool"][idx], idx)
+            pool_rows = self._rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
-            m = int(count.max()) if len(idx) else 0
-            slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
-            order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
-            order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
-            order = order[:, :m]
-            filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
-            pool_X = self._features(self._rows["pool"][rows, order], idx)
-            weight = torch.where(filled, state.weight[rows, order], 0.0)
+            fewest, m = (int(v) for v in torch.aminmax(count)) if len(idx) else (0, 0)
+            if fewest == m:  # the usual case, every learner uses as many atoms: their indices row by row
+                order = torch.nonzero(in_use)[:, 1].view(len(idx), m)
+                weight = state.weight[rows, order]
+            else:
+                slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
+                order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
+                order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
+                order = order[:, :m]
+                filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
+                weight = torch.where(filled, state.weight[rows, order], 0.0)
+            pool_rows = self._rows["pool"][rows, order]
             label = state.label[rows, order]
-        every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
-        X = torch.cat([self._labeled_X if every else self._labeled_X[idx], pool_X], dim=1)
-        ones = torch.ones(len(idx), self.sizes.n_labeled, dtype=self.dtype, device=self.device)
+        # labeled rows then pool atoms, written into one buffer
+        X = torch.empty(len(idx), n_labeled + pool_rows.shape[1], self.n_features, dtype=self.dtype,
+                        device=self.device)
+        X[:, :n_labeled] = self._labeled_X if every else self._labeled_X[idx]
+        self._features(pool_rows, idx, out=X[:, n_labeled:])
+        ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
         Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
         return X, w, Q
 
-    def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
-        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
+    def _features(self, rows: Tensor, learners: Tensor | None = None, out: Tensor | None = None) -> Tensor:
+        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``; written
+        into ``out`` (b, n, n_features) if given."""
         if learners is None or len(learners) == self.num_envs:
             mean, scale = self._mean, self._scale
         else:
             mean, scale = self._mean[learners], self._scale[learners]
-        out = torch.empty(*rows.shape, self.n_features, dtype=self.dtype, device=self.device)
+        if out is None:
+            out = torch.empty(*rows.shape, self.n_features, dtype=self.dtype, device=self.device)
         torch.sub(self._base_X[rows], mean.unsqueeze(1), out=out[..., :-1])
         out[..., :-1].div_(scale.unsqueeze(1))
         out[..., -1] = 1.0
@@ -361,16 +372,18 @@ class PoolVectorEnv(BatchedVectorEnv):
         if len(idx) == 0:
             return report
         X, w, Q = self._training_atoms(idx)
-        fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta[idx], tol=cfg.tol,
-                                 max_iter=cfg.max_iter, solver=cfg.solver, compute_gamma=cfg.report_gamma)
-        theta = self.state.theta.index_copy(0, idx, fit.theta)
-        self.state = self.state.replace(theta=theta)
-        report["fit_iterations"] = report["fit_iterations"].index_copy(0, idx, fit.iterations)
-        report["fit_grad_norm"] = report["fit_grad_norm"].index_copy(0, idx, fit.grad_norm)
-        report["fit_converged"] = report["fit_converged"].index_copy(0, idx, fit.converged)
+        every = len(idx) == B
+        fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta if every else self.state.theta[idx],
+                                 tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+                                 compute_gamma=cfg.report_gamma)
+        fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm, "fit_converged": fit.converged}
         if cfg.report_gamma:
-            report["gamma"] = report["gamma"].index_copy(0, idx, fit.gamma)
-        return report
+            fitted["gamma"] = fit.gamma
+        if every:
+            self.state = self.state.replace(theta=fit.theta)
+            return fitted
+        self.state = self.state.replace(theta=self.state.theta.index_copy(0, idx, fit.theta))
+        return {key: report[key].index_copy(0, idx, value) for key, value in fitted.items()}
 
     def _update_predictions(self, rows: Tensor) -> None:
         """Recompute pool probabilities and validation / test metrics for learners ``rows``.

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 SOLVERS = ("auto", "newton", "newton-cg")
+BACKENDS = ("auto", "torch", "compiled")
 
 
 @dataclass(frozen=True)
@@ -303,6 +304,7 @@ def fit_ridge_logistic(
     solver: str = "auto",
     compute_gamma: bool = True,
     max_cg: int = 200,
+    backend: str = "auto",
 ) -> FitResult:
     """Fit B ridge-logistic learners at once.
 
@@ -317,9 +319,14 @@ def fit_ridge_logistic(
         solver: "auto", "newton" or "newton-cg" (multinomial only; binary always uses Newton).
         compute_gamma: also report the smallest Hessian eigenvalue at exit.
         max_cg: cap on conjugate-gradient iterations per Newton-CG step.
+        backend: "auto" (the compiled per-learner solver of :mod:`~reciprocal_gym.learners.newton_cpu` for binary
+            problems on the CPU, batched torch otherwise), "torch", or "compiled" (binary problems on the CPU only).
+            Both run the same Newton iterations and agree to rounding.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not allowed; choose one of {SOLVERS}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not allowed; choose one of {BACKENDS}")
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam={lam!r} is not allowed; lam must be a finite number >= 0")
     if max_iter < 1:
@@ -338,8 +345,43 @@ def fit_ridge_logistic(
         solver = "newton" if (C == 2 or C * p <= 128) else "newton-cg"
     if C == 2:
         solver = "newton"
+    if theta0 is not None and (theta0.shape != (B, P) or theta0.dtype != X.dtype or theta0.device != X.device):
+        raise ValueError(f"theta0 must be a ({B}, {P}) {X.dtype} tensor on {X.device}, got {tuple(theta0.shape)} "
+                         f"{theta0.dtype} on {theta0.device}")
+    compiled_fits = C == 2 and X.device.type == "cpu"
+    if backend == "compiled" and not compiled_fits:
+        raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU")
     problem = _Problem(X, weights, targets, float(lam))
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
+    if compiled_fits and backend != "torch":
+        return _fit_compiled(problem, theta, tol, max_iter, compute_gamma)
+    return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg)
+
+
+def _fit_compiled(problem: _Problem, theta0: Tensor, tol: float, max_iter: int, compute_gamma: bool) -> FitResult:
+    """Binary fits by the compiled per-learner Newton solver; a learner whose Hessian Cholesky rejects (lam = 0 on
+    degenerate data) is refitted by the torch solver, whose factorization adds jitter."""
+    from reciprocal_gym.learners import newton_cpu
+
+    theta, iterations, gnorm, status = newton_cpu.fit_binary_newton(
+        problem.X, problem.a, problem.Q[..., 1], problem.lam, theta0, tol, max_iter
+    )
+    redo = torch.nonzero(status != newton_cpu.STATUS_OK).squeeze(1)
+    if len(redo):
+        again = _fit_torch(problem.subset(redo), theta0[redo], "newton", tol, max_iter, False, 0)
+        theta[redo], iterations[redo], gnorm[redo] = again.theta, again.iterations, again.grad_norm
+    gamma = None
+    if compute_gamma:
+        probs = torch.sigmoid(_logits(problem.X, theta, 2))
+        gamma = torch.linalg.eigvalsh(problem.hessian(probs))[:, 0]
+    return FitResult(theta=theta, iterations=iterations, grad_norm=gnorm, converged=gnorm <= tol, gamma=gamma)
+
+
+def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, compute_gamma: bool,
+               max_cg: int) -> FitResult:
+    """Batched Newton or Newton-CG in torch (any device); ``theta`` is the warm start and is overwritten."""
+    X, C, lam = problem.X, problem.C, problem.lam
+    B = theta.shape[0]
     iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
     eps = torch.finfo(X.dtype).eps
     f, probs, g = problem.evaluate(theta)

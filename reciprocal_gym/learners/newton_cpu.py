@@ -1,0 +1,226 @@
+"""Compiled Newton solver for binary ridge-logistic regression on the CPU, one learner at a time.
+
+The torch solver in :mod:`reciprocal_gym.learners.logistic` batches B learners into (B, P, P) tensors. On the GPU
+that is the fast way; on the CPU each learner's Cholesky factorization and triangular solves become one LAPACK call
+per matrix (a few microseconds each for P = 31), and the batched tensors of the Hessian product stream through memory
+op by op. Here each learner's whole fit (objective, gradient, Hessian, Cholesky, solves, line search) runs in one
+numba-compiled loop whose working set (a P x P matrix and a few vectors) stays in the first-level cache, with the
+learners spread over threads. It is the same algorithm as the torch solver's ``"newton"`` (same start, same Armijo
+rule, same stopping and stalling tests), so both give the same iterations and agree to rounding; a test checks that.
+
+Used by :func:`~reciprocal_gym.learners.fit_ridge_logistic` for binary problems on the CPU with per-learner atoms.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+# Reassociation lets the compiler vectorize the inner products; NaN and inf keep their IEEE meaning (the line search
+# tests for a finite objective).
+_FAST = {"reassoc", "contract"}
+
+STATUS_OK, STATUS_NOT_PD = 0, 1
+"""Per-learner outcome codes of :func:`fit_binary_newton`: fitted, or a Hessian that Cholesky rejected (only
+possible with lam = 0), which the caller hands to the torch solver's jittered factorization."""
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _value_and_gradient(X, a, q, theta, lam, z, s, g):
+    """Objective at theta, and its gradient into g (logits into z, probabilities into s), in one pass over the
+    atoms; returns (objective, gradient norm). Zero-weight atoms (padding) add nothing."""
+    n, p = X.shape
+    f = 0.0
+    for j in range(p):
+        g[j] = lam * theta[j]
+    for i in range(n):
+        acc = 0.0
+        for j in range(p):
+            acc += X[i, j] * theta[j]
+        z[i] = acc
+        si = 1.0 / (1.0 + math.exp(-acc))
+        s[i] = si
+        if a[i] != 0.0:
+            softplus = acc if acc > 20.0 else math.log1p(math.exp(acc))  # torch's softplus threshold
+            f += a[i] * (softplus - q[i] * acc)
+            c = a[i] * (si - q[i])
+            for j in range(p):
+                g[j] += c * X[i, j]
+    norm2, gnorm2 = 0.0, 0.0
+    for j in range(p):
+        norm2 += theta[j] * theta[j]
+        gnorm2 += g[j] * g[j]
+    return f + 0.5 * lam * norm2, math.sqrt(gnorm2)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _newton_direction(X, a, s, g, lam, H, d, XT):
+    """d = -H^{-1} g with H = X^T diag(a s (1 - s)) X + lam I, by Cholesky in the lower triangle of H.
+
+    The Hessian is formed as dot products of the rows of ``XT`` (p, n) = (diag(sqrt(a s (1 - s))) X)^T, contiguous
+    in the atoms. Returns False if H is not numerically positive definite."""
+    n, p = X.shape
+    for i in range(n):
+        c = math.sqrt(a[i] * s[i] * (1.0 - s[i]))
+        for j in range(p):
+            XT[j, i] = c * X[i, j]
+    for j in range(p):
+        for k in range(j + 1):
+            acc = 0.0
+            for i in range(n):
+                acc += XT[j, i] * XT[k, i]
+            H[j, k] = acc
+        H[j, j] += lam
+    for j in range(p):  # H = L L^T, L overwriting the lower triangle
+        acc = H[j, j]
+        for k in range(j):
+            acc -= H[j, k] * H[j, k]
+        if not acc > 0.0:
+            return False
+        diag = math.sqrt(acc)
+        H[j, j] = diag
+        for i in range(j + 1, p):
+            acc = H[i, j]
+            for k in range(j):
+                acc -= H[i, k] * H[j, k]
+            H[i, j] = acc / diag
+    for j in range(p):  # L y = -g
+        acc = -g[j]
+        for k in range(j):
+            acc -= H[j, k] * d[k]
+        d[j] = acc / H[j, j]
+    for j in range(p - 1, -1, -1):  # L^T d = y, by columns of L^T (rows of L, contiguous)
+        dj = d[j] / H[j, j]
+        d[j] = dj
+        for k in range(j):
+            d[k] -= H[j, k] * dj
+    return True
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _fit_rows(X, a, q, theta, lam, tol, max_iter, eps, iterations, grad_norm, status):
+    """Fit learners 0..B-1 of these arrays one after another; theta (B, p) holds the warm start and the result.
+    X is (B, n, p), or (1, n, p) for atoms shared by every learner."""
+    B, n, p = a.shape[0], X.shape[1], X.shape[2]
+    shared = X.shape[0] == 1
+    z, s, z_new, s_new = np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype)
+    g, g_new, d, trial = np.empty(p, X.dtype), np.empty(p, X.dtype), np.empty(p, X.dtype), np.empty(p, X.dtype)
+    H, XT = np.empty((p, p), X.dtype), np.empty((p, n), X.dtype)
+    for b in range(B):
+        Xb, ab, qb, th = X[0] if shared else X[b], a[b], q[b], theta[b]
+        f, gnorm = _value_and_gradient(Xb, ab, qb, th, lam, z, s, g)
+        used = 0
+        status[b] = STATUS_OK
+        while gnorm > tol and used < max_iter:
+            if not _newton_direction(Xb, ab, s, g, lam, H, d, XT):
+                status[b] = STATUS_NOT_PD
+                break
+            slope = 0.0
+            for j in range(p):
+                slope += g[j] * d[j]
+            slack = 10.0 * eps * max(abs(f), 1.0)
+            # Armijo backtracking: the full step, then up to 40 halvings
+            step, accepted, f_new, gnorm_new = 1.0, False, f, gnorm
+            for _ in range(41):
+                for j in range(p):
+                    trial[j] = th[j] + step * d[j]
+                f_new, gnorm_new = _value_and_gradient(Xb, ab, qb, trial, lam, z_new, s_new, g_new)
+                if f_new <= f + 1e-4 * step * slope + slack and math.isfinite(f_new):
+                    accepted = True
+                    break
+                step *= 0.5
+            used += 1
+            if not accepted:  # no decrease at rounding level: the learner has stalled
+                break
+            th[:] = trial
+            z[:] = z_new
+            s[:] = s_new
+            g[:] = g_new
+            f, gnorm = f_new, gnorm_new
+        iterations[b] = used
+        grad_norm[b] = gnorm
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_MIN_CHUNK = 32
+"""Learners per task at least: below that the thread hand-off costs more than it saves."""
+
+
+def _drop_pool_after_fork() -> None:
+    global _pool
+    _pool = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_pool_after_fork)
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != workers:
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reciprocal-gym-newton")
+        return _pool
+
+
+def fit_binary_newton(
+    X: Tensor, a: Tensor, q: Tensor, lam: float, theta: Tensor, tol: float, max_iter: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Fit B binary learners on the CPU, writing nothing into the inputs.
+
+    Args:
+        X: (B, n, p) atoms per learner, or (n, p) shared by all; a: (B, n) normalized weights (zero for
+            padding); q: (B, n) probability of class 1 per atom; theta: (B, p) warm start. All of one floating
+            dtype, on the CPU.
+
+    Returns:
+        theta (B, p), iterations (B,), gradient norms (B,) and status codes (B,) (:data:`STATUS_OK` or
+        :data:`STATUS_NOT_PD`).
+    """
+    dtype = X.dtype
+    Xn = np.ascontiguousarray((X if X.dim() == 3 else X.unsqueeze(0)).numpy())
+    per_learner = X.dim() == 3
+    an = np.ascontiguousarray(a.numpy())
+    qn = np.ascontiguousarray(q.numpy())
+    out = theta.detach().clone().contiguous()
+    thn = out.numpy()
+    B = an.shape[0]
+    iterations = np.zeros(B, dtype=np.int64)
+    grad_norm = np.zeros(B, dtype=Xn.dtype)
+    status = np.zeros(B, dtype=np.int8)
+    eps = float(torch.finfo(dtype).eps)
+    args = (float(lam), float(tol), int(max_iter), eps)
+    workers = max(1, torch.get_num_threads())
+    if workers == 1 or B < 2 * _MIN_CHUNK:
+        _fit_rows(Xn, an, qn, thn, *args, iterations, grad_norm, status)
+    else:
+        # Small chunks, claimed in turn by the calling thread and workers - 1 pool threads: learners need different
+        # numbers of iterations, and right after a torch op one core is still busy with torch's spinning OpenMP
+        # worker for a while, so a fixed split would leave one thread waiting for the other.
+        chunk = max(_MIN_CHUNK, -(-B // (8 * workers)))
+        bounds = iter([(lo, min(lo + chunk, B)) for lo in range(0, B, chunk)])
+        lock = threading.Lock()
+
+        def run_chunks() -> None:
+            while True:
+                with lock:
+                    rows = next(bounds, None)
+                if rows is None:
+                    return
+                lo, hi = rows
+                _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
+                          iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
+
+        helpers = [_get_pool(workers - 1).submit(run_chunks) for _ in range(workers - 1)]
+        run_chunks()
+        for helper in helpers:
+            helper.result()
+    return out, torch.from_numpy(iterations), torch.from_numpy(grad_norm), torch.from_numpy(status)
