@@ -204,6 +204,11 @@ class SelectionAgent(Agent):
 
     def act_on_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:
         """Choices (or the law, with ``law=True``) for given scores (B, n) and mask (B, n)."""
+        if self.rule == "greedy" and not self.law:  # the best allowed score; no law needed
+            ranked = torch.where(mask, scores.to(torch.float64), -torch.inf)
+            if self.k == 1:
+                return ranked.argmax(-1)  # ties: the first (lowest) index
+            return ranked.cpu().topk(self.k, dim=-1).indices.to(scores.device)
         law = self.law_from_scores(scores, mask, tau)
         if self.law:
             return law  # float64: the env casts it to its dtype (the law feeds fixed-point checks)

@@ -246,8 +246,11 @@ class PoolVectorEnv(BatchedVectorEnv):
         moved = moved.replace(step=moved.step + 1)
         # a learner that does not update (rejected action, or a skip) keeps its training set and model, but the
         # step still counts
-        counted = state.replace(step=state.step + 1)
-        self.state = state.where(rows & ~update, counted).where(update, moved)
+        if bool(update.all()):  # the usual case: every learner adapts
+            self.state = moved
+        else:
+            counted = state.replace(step=state.step + 1)
+            self.state = state.where(rows & ~update, counted).where(update, moved)
         previous_theta = state.theta
         previous = dict(self._metrics)
         fit = self._refit(update)

@@ -14,14 +14,13 @@ Used by :func:`~reciprocal_gym.learners.fit_ridge_logistic` for binary problems 
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
 import torch
 from torch import Tensor
+
+from reciprocal_gym.utils.threads import run_chunks
 
 # Reassociation lets the compiler vectorize the inner products; NaN and inf keep their IEEE meaning (the line search
 # tests for a finite objective).
@@ -148,29 +147,6 @@ def _fit_rows(X, a, q, theta, lam, tol, max_iter, eps, iterations, grad_norm, st
         grad_norm[b] = gnorm
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-_MIN_CHUNK = 32
-"""Learners per task at least: below that the thread hand-off costs more than it saves."""
-
-
-def _drop_pool_after_fork() -> None:
-    global _pool
-    _pool = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_drop_pool_after_fork)
-
-
-def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None or _pool._max_workers != workers:
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reciprocal-gym-newton")
-        return _pool
-
-
 def fit_binary_newton(
     X: Tensor, a: Tensor, q: Tensor, lam: float, theta: Tensor, tol: float, max_iter: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -198,29 +174,10 @@ def fit_binary_newton(
     status = np.zeros(B, dtype=np.int8)
     eps = float(torch.finfo(dtype).eps)
     args = (float(lam), float(tol), int(max_iter), eps)
-    workers = max(1, torch.get_num_threads())
-    if workers == 1 or B < 2 * _MIN_CHUNK:
-        _fit_rows(Xn, an, qn, thn, *args, iterations, grad_norm, status)
-    else:
-        # Small chunks, claimed in turn by the calling thread and workers - 1 pool threads: learners need different
-        # numbers of iterations, and right after a torch op one core is still busy with torch's spinning OpenMP
-        # worker for a while, so a fixed split would leave one thread waiting for the other.
-        chunk = max(_MIN_CHUNK, -(-B // (8 * workers)))
-        bounds = iter([(lo, min(lo + chunk, B)) for lo in range(0, B, chunk)])
-        lock = threading.Lock()
 
-        def run_chunks() -> None:
-            while True:
-                with lock:
-                    rows = next(bounds, None)
-                if rows is None:
-                    return
-                lo, hi = rows
-                _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
-                          iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
+    def work(lo: int, hi: int) -> None:
+        _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args, iterations[lo:hi],
+                  grad_norm[lo:hi], status[lo:hi])
 
-        helpers = [_get_pool(workers - 1).submit(run_chunks) for _ in range(workers - 1)]
-        run_chunks()
-        for helper in helpers:
-            helper.result()
+    run_chunks(B, work, torch.get_num_threads())
     return out, torch.from_numpy(iterations), torch.from_numpy(grad_norm), torch.from_numpy(status)

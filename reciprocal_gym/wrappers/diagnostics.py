@@ -35,8 +35,6 @@ otherwise (including slow, non-geometric decay).
 from __future__ import annotations
 
 import itertools
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -45,6 +43,8 @@ import ot
 import torch
 from gymnasium.vector import VectorEnv, VectorWrapper
 from torch import Tensor
+
+from reciprocal_gym.utils.threads import worker_pool
 
 VERDICTS = ("undecided", "converged", "oscillating", "diverging")
 DISTANCES = ("exact", "sliced", "theta")
@@ -156,19 +156,8 @@ def _transport_costs(x: Tensor, y_prev: Tensor, p: Tensor, y_now: Tensor, q: Ten
 
         learners = range(start, min(start + chunk, len(n_src)))
         out[start : learners.stop] = [solve(b) for b in learners] if len(learners) == 1 else \
-            list(_solver_pool().map(solve, learners))
+            list(worker_pool().map(solve, learners))
     return out
-
-
-_pool: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _solver_pool() -> ThreadPoolExecutor:
-    """Threads for the transport solves (numpy and POT only: no torch op runs on them), made again after a fork."""
-    global _pool
-    if _pool is None or _pool[0] != os.getpid():
-        _pool = (os.getpid(), ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="reciprocal-emd"))
-    return _pool[1]
 
 
 def sliced_w1(x: Tensor, y_prev: Tensor, m_prev: Tensor, y_now: Tensor, m_now: Tensor, directions: Tensor) -> Tensor:
