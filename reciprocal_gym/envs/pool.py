@@ -30,7 +30,14 @@ from reciprocal_gym.data import (
     split_from_arrays,
 )
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
-from reciprocal_gym.learners import SOLVERS, fit_ridge_logistic, n_params, probs_from_logits, standardized_logits
+from reciprocal_gym.learners import (
+    SOLVERS,
+    RowAtoms,
+    fit_ridge_logistic,
+    n_params,
+    probs_from_logits,
+    standardized_logits,
+)
 
 REWARDS = ("val_loglik", "val_accuracy", "stability")
 INVALID_ACTIONS = ("penalty", "raise")
@@ -308,7 +315,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         return a, allowed | ~rows
 
     # ----- ERM and predictions --------------------------------------------------------------------------------
-    def _training_atoms(self, idx: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor]:
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
@@ -336,29 +343,23 @@ class PoolVectorEnv(BatchedVectorEnv):
                 weight = torch.where(filled, state.weight[rows, order], 0.0)
             pool_rows = self._rows["pool"][rows, order]
             label = state.label[rows, order]
-        # labeled rows then pool atoms, written into one buffer
-        X = torch.empty(len(idx), n_labeled + pool_rows.shape[1], self.n_features, dtype=self.dtype,
-                        device=self.device)
-        X[:, :n_labeled] = self._labeled_X if every else self._labeled_X[idx]
-        self._features(pool_rows, idx, out=X[:, n_labeled:])
+        # labeled rows then pool atoms, as rows of the dataset standardized per learner: the CPU solver builds each
+        # learner's atoms as it fits it, other solvers materialize them
+        labeled = self._rows["labeled"] if every else self._rows["labeled"][idx]
+        mean, scale = (self._mean, self._scale) if every else (self._mean[idx], self._scale[idx])
+        X = RowAtoms(self._base_X, torch.cat([labeled, pool_rows], dim=1), mean, scale)
         ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
         Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
         return X, w, Q
 
-    def _features(self, rows: Tensor, learners: Tensor | None = None, out: Tensor | None = None) -> Tensor:
-        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``; written
-        into ``out`` (b, n, n_features) if given."""
+    def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
+        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
         if learners is None or len(learners) == self.num_envs:
             mean, scale = self._mean, self._scale
         else:
             mean, scale = self._mean[learners], self._scale[learners]
-        if out is None:
-            out = torch.empty(*rows.shape, self.n_features, dtype=self.dtype, device=self.device)
-        torch.sub(self._base_X[rows], mean.unsqueeze(1), out=out[..., :-1])
-        out[..., :-1].div_(scale.unsqueeze(1))
-        out[..., -1] = 1.0
-        return out
+        return RowAtoms(self._base_X, rows, mean, scale).materialize()
 
     def _refit(self, rows: Tensor) -> dict[str, Tensor]:
         """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""

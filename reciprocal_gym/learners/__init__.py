@@ -1,5 +1,6 @@
 """Batched empirical risk minimisers (the parameter-selection half of reciprocal learning)."""
 
+from reciprocal_gym.learners.atoms import RowAtoms
 from reciprocal_gym.learners.logistic import (
     SOLVERS,
     FitResult,
@@ -14,6 +15,7 @@ from reciprocal_gym.learners.logistic import (
 __all__ = [
     "SOLVERS",
     "FitResult",
+    "RowAtoms",
     "default_tol",
     "fit_ridge_logistic",
     "n_params",

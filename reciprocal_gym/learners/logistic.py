@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reciprocal_gym.learners.atoms import RowAtoms
+
 SOLVERS = ("auto", "newton", "newton-cg")
 BACKENDS = ("auto", "torch", "compiled")
 
@@ -294,7 +296,7 @@ def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
 
 
 def fit_ridge_logistic(
-    X: Tensor,
+    X: Tensor | RowAtoms,
     weights: Tensor,
     targets: Tensor,
     lam: float,
@@ -309,7 +311,8 @@ def fit_ridge_logistic(
     """Fit B ridge-logistic learners at once.
 
     Args:
-        X: atoms, (B, n, p) per learner or (n, p) shared by all learners; include an intercept column if wanted.
+        X: atoms, (B, n, p) per learner or (n, p) shared by all learners (include an intercept column if wanted),
+            or :class:`~reciprocal_gym.learners.atoms.RowAtoms` (standardized rows of a shared table).
         weights: (B, n) non-negative sample weights; zero-weight atoms do not count.
         targets: (B, n, C) soft labels, each row a probability vector (C >= 2).
         lam: ridge strength (>= 0) on the mean loss; gamma >= lam.
@@ -351,22 +354,26 @@ def fit_ridge_logistic(
     compiled_fits = C == 2 and X.device.type == "cpu"
     if backend == "compiled" and not compiled_fits:
         raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU")
-    problem = _Problem(X, weights, targets, float(lam))
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
     if compiled_fits and backend != "torch":
-        return _fit_compiled(problem, theta, tol, max_iter, compute_gamma)
+        return _fit_compiled(X, weights, targets, float(lam), theta, tol, max_iter, compute_gamma)
+    problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, float(lam))
     return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg)
 
 
-def _fit_compiled(problem: _Problem, theta0: Tensor, tol: float, max_iter: int, compute_gamma: bool) -> FitResult:
+def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: float, theta0: Tensor, tol: float,
+                  max_iter: int, compute_gamma: bool) -> FitResult:
     """Binary fits by the compiled per-learner Newton solver; a learner whose Hessian Cholesky rejects (lam = 0 on
     degenerate data) is refitted by the torch solver, whose factorization adds jitter."""
     from reciprocal_gym.learners import newton_cpu
 
-    theta, iterations, gnorm, status = newton_cpu.fit_binary_newton(
-        problem.X, problem.a, problem.Q[..., 1], problem.lam, theta0, tol, max_iter
-    )
+    total = weights.sum(dim=1, keepdim=True)
+    a = weights / torch.where(total > 0, total, torch.ones_like(total))  # as _Problem normalizes
+    theta, iterations, gnorm, status = newton_cpu.fit_binary_newton(X, a, targets[..., 1], lam, theta0, tol, max_iter)
     redo = torch.nonzero(status != newton_cpu.STATUS_OK).squeeze(1)
+    problem = None
+    if len(redo) or compute_gamma:
+        problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, lam)
     if len(redo):
         again = _fit_torch(problem.subset(redo), theta0[redo], "newton", tol, max_iter, False, 0)
         theta[redo], iterations[redo], gnorm[redo] = again.theta, again.iterations, again.grad_norm

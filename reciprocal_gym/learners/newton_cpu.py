@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reciprocal_gym.learners.atoms import RowAtoms
 from reciprocal_gym.utils.threads import run_chunks
 
 # Reassociation lets the compiler vectorize the inner products; NaN and inf keep their IEEE meaning (the line search
@@ -104,80 +105,114 @@ def _newton_direction(X, a, s, g, lam, H, d, XT):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _fit_rows(X, a, q, theta, lam, tol, max_iter, eps, iterations, grad_norm, status):
-    """Fit learners 0..B-1 of these arrays one after another; theta (B, p) holds the warm start and the result.
-    X is (B, n, p), or (1, n, p) for atoms shared by every learner."""
-    B, n, p = a.shape[0], X.shape[1], X.shape[2]
-    shared = X.shape[0] == 1
-    z, s, z_new, s_new = np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype), np.empty(n, X.dtype)
-    g, g_new, d, trial = np.empty(p, X.dtype), np.empty(p, X.dtype), np.empty(p, X.dtype), np.empty(p, X.dtype)
-    H, XT = np.empty((p, p), X.dtype), np.empty((p, n), X.dtype)
-    for b in range(B):
-        Xb, ab, qb, th = X[0] if shared else X[b], a[b], q[b], theta[b]
-        f, gnorm = _value_and_gradient(Xb, ab, qb, th, lam, z, s, g)
-        used = 0
-        status[b] = STATUS_OK
-        while gnorm > tol and used < max_iter:
-            if not _newton_direction(Xb, ab, s, g, lam, H, d, XT):
-                status[b] = STATUS_NOT_PD
-                break
-            slope = 0.0
+def _fit_one(X, a, q, th, lam, tol, max_iter, eps, z, s, z_new, s_new, g, g_new, d, trial, H, XT):
+    """Fit one learner with atoms X (n, p) from the warm start th (p,), overwritten with the result; returns
+    (iterations, gradient norm, status). The other arguments after ``eps`` are work buffers."""
+    p = X.shape[1]
+    f, gnorm = _value_and_gradient(X, a, q, th, lam, z, s, g)
+    used = 0
+    while gnorm > tol and used < max_iter:
+        if not _newton_direction(X, a, s, g, lam, H, d, XT):
+            return used, gnorm, STATUS_NOT_PD
+        slope = 0.0
+        for j in range(p):
+            slope += g[j] * d[j]
+        slack = 10.0 * eps * max(abs(f), 1.0)
+        # Armijo backtracking: the full step, then up to 40 halvings
+        step, accepted, f_new, gnorm_new = 1.0, False, f, gnorm
+        for _ in range(41):
             for j in range(p):
-                slope += g[j] * d[j]
-            slack = 10.0 * eps * max(abs(f), 1.0)
-            # Armijo backtracking: the full step, then up to 40 halvings
-            step, accepted, f_new, gnorm_new = 1.0, False, f, gnorm
-            for _ in range(41):
-                for j in range(p):
-                    trial[j] = th[j] + step * d[j]
-                f_new, gnorm_new = _value_and_gradient(Xb, ab, qb, trial, lam, z_new, s_new, g_new)
-                if f_new <= f + 1e-4 * step * slope + slack and math.isfinite(f_new):
-                    accepted = True
-                    break
-                step *= 0.5
-            used += 1
-            if not accepted:  # no decrease at rounding level: the learner has stalled
+                trial[j] = th[j] + step * d[j]
+            f_new, gnorm_new = _value_and_gradient(X, a, q, trial, lam, z_new, s_new, g_new)
+            if f_new <= f + 1e-4 * step * slope + slack and math.isfinite(f_new):
+                accepted = True
                 break
-            th[:] = trial
-            z[:] = z_new
-            s[:] = s_new
-            g[:] = g_new
-            f, gnorm = f_new, gnorm_new
-        iterations[b] = used
-        grad_norm[b] = gnorm
+            step *= 0.5
+        used += 1
+        if not accepted:  # no decrease at rounding level: the learner has stalled
+            break
+        th[:] = trial
+        z[:] = z_new
+        s[:] = s_new
+        g[:] = g_new
+        f, gnorm = f_new, gnorm_new
+    return used, gnorm, STATUS_OK
+
+
+@numba.njit(cache=True, nogil=True)
+def _buffers(n, p, dtype):
+    return (np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(p, dtype),
+            np.empty(p, dtype), np.empty(p, dtype), np.empty(p, dtype), np.empty((p, p), dtype),
+            np.empty((p, n), dtype))
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _fit_rows(X, a, q, theta, lam, tol, max_iter, eps, iterations, grad_norm, status):
+    """Fit learners 0..B-1 one after another; X is (B, n, p), or (1, n, p) for atoms shared by every learner."""
+    B, n, p = a.shape[0], X.shape[1], X.shape[2]
+    z, s, z_new, s_new, g, g_new, d, trial, H, XT = _buffers(n, p, X.dtype)
+    for b in range(B):
+        Xb = X[0] if X.shape[0] == 1 else X[b]
+        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam, tol, max_iter, eps, z, s,
+                                                          z_new, s_new, g, g_new, d, trial, H, XT)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=_FAST)
+def _fit_gathered(table, rows, mean, scale, a, q, theta, lam, tol, max_iter, eps, iterations, grad_norm, status):
+    """Like :func:`_fit_rows` for atoms ``((table[rows[b, i]] - mean[b]) / scale[b], 1)``, each learner's built in a
+    small buffer (the same arithmetic as :meth:`RowAtoms.materialize`)."""
+    B, n = rows.shape
+    dim = table.shape[1]
+    p = dim + 1
+    Xb = np.empty((n, p), table.dtype)
+    z, s, z_new, s_new, g, g_new, d, trial, H, XT = _buffers(n, p, table.dtype)
+    for b in range(B):
+        for i in range(n):
+            r = rows[b, i]
+            for j in range(dim):
+                Xb[i, j] = (table[r, j] - mean[b, j]) / scale[b, j]
+            Xb[i, dim] = 1.0
+        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam, tol, max_iter, eps, z, s,
+                                                          z_new, s_new, g, g_new, d, trial, H, XT)
 
 
 def fit_binary_newton(
-    X: Tensor, a: Tensor, q: Tensor, lam: float, theta: Tensor, tol: float, max_iter: int
+    X: Tensor | RowAtoms, a: Tensor, q: Tensor, lam: float, theta: Tensor, tol: float, max_iter: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Fit B binary learners on the CPU, writing nothing into the inputs.
 
     Args:
-        X: (B, n, p) atoms per learner, or (n, p) shared by all; a: (B, n) normalized weights (zero for
-            padding); q: (B, n) probability of class 1 per atom; theta: (B, p) warm start. All of one floating
-            dtype, on the CPU.
+        X: (B, n, p) atoms per learner, (n, p) atoms shared by all, or :class:`RowAtoms`; a: (B, n) normalized
+            weights (zero for padding); q: (B, n) probability of class 1 per atom; theta: (B, p) warm start. All of
+            one floating dtype, on the CPU.
 
     Returns:
         theta (B, p), iterations (B,), gradient norms (B,) and status codes (B,) (:data:`STATUS_OK` or
         :data:`STATUS_NOT_PD`).
     """
-    dtype = X.dtype
-    Xn = np.ascontiguousarray((X if X.dim() == 3 else X.unsqueeze(0)).numpy())
-    per_learner = X.dim() == 3
     an = np.ascontiguousarray(a.numpy())
     qn = np.ascontiguousarray(q.numpy())
     out = theta.detach().clone().contiguous()
     thn = out.numpy()
     B = an.shape[0]
     iterations = np.zeros(B, dtype=np.int64)
-    grad_norm = np.zeros(B, dtype=Xn.dtype)
+    grad_norm = np.zeros(B, dtype=an.dtype)
     status = np.zeros(B, dtype=np.int8)
-    eps = float(torch.finfo(dtype).eps)
-    args = (float(lam), float(tol), int(max_iter), eps)
+    args = (float(lam), float(tol), int(max_iter), float(torch.finfo(theta.dtype).eps))
+    if isinstance(X, RowAtoms):
+        table = np.ascontiguousarray(X.table.numpy())
+        rows, mean, scale = (np.ascontiguousarray(t.numpy()) for t in (X.rows, X.mean, X.scale))
 
-    def work(lo: int, hi: int) -> None:
-        _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args, iterations[lo:hi],
-                  grad_norm[lo:hi], status[lo:hi])
+        def work(lo: int, hi: int) -> None:
+            _fit_gathered(table, rows[lo:hi], mean[lo:hi], scale[lo:hi], an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
+                          iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
+    else:
+        Xn = np.ascontiguousarray((X if X.dim() == 3 else X.unsqueeze(0)).numpy())
+        per_learner = X.dim() == 3
+
+        def work(lo: int, hi: int) -> None:
+            _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
+                      iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
 
     run_chunks(B, work, torch.get_num_threads())
     return out, torch.from_numpy(iterations), torch.from_numpy(grad_norm), torch.from_numpy(status)
