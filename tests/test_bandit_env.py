@@ -227,3 +227,28 @@ def test_fast_and_general_paths_agree():
                 assert torch.equal(x, y)
         for key in ("regret", "cumulative_regret", "arm", "best_arm"):
             assert torch.equal(out_f[4][key], out_g[4][key])
+
+
+def test_deep_copied_env_steps_like_the_original():
+    """The fast path keeps numpy views of its tensors. A deep copy of the env steps exactly like an env that was
+    never copied, also after a partial reset of the copy (which writes new arm means in place)."""
+    import copy
+
+    original, reference = _vec(32, max_steps=100), _vec(32, max_steps=100)
+    original.reset(seed=3)
+    reference.reset(seed=3)
+    actions = torch.randint(0, 10, (12, 32), generator=torch.Generator().manual_seed(1))
+    for t in range(5):
+        original.step(actions[t])
+        reference.step(actions[t])
+    twin = copy.deepcopy(original)
+    mask = torch.zeros(32, dtype=torch.bool)
+    mask[:4] = True
+    for env in (twin, reference):
+        env.reset(seed=[50 + i for i in range(32)], options={"reset_mask": mask})
+    for t in range(5, 12):
+        out_t, out_r = twin.step(actions[t]), reference.step(actions[t])
+        assert torch.equal(out_t[1], out_r[1])
+        assert torch.equal(out_t[4]["regret"], out_r[4]["regret"])
+        for key in out_t[0]:
+            assert torch.equal(out_t[0][key], out_r[0][key]), key

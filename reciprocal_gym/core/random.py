@@ -13,6 +13,7 @@ resolution: ``(m + 0.5) / 2**24`` for an integer m, strictly inside (0, 1).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 from torch import Tensor
@@ -58,6 +59,21 @@ def uniform(skey: Tensor, counter: Tensor | int, dtype: torch.dtype = torch.floa
         counter = torch.tensor(counter, dtype=torch.int32, device=skey.device)
     bits = _shift(hash32(skey ^ counter.to(torch.int32)), 8)
     return (bits.to(dtype) + 0.5) * (1.0 / 2**24)
+
+
+_MASK32 = np.uint64(0xFFFFFFFF)
+
+
+@numba.njit(cache=True, nogil=True)
+def uniform_one(skey: int, counter: int) -> np.float32:
+    """:func:`uniform` for one (stream key, counter) pair, float32, in compiled code: the same bits."""
+    x = (np.uint64(np.int64(skey) ^ np.int64(counter))) & _MASK32
+    x ^= x >> np.uint64(16)
+    x = (x * np.uint64(_C1)) & _MASK32
+    x ^= x >> np.uint64(15)
+    x = (x * np.uint64(_C2 + 2**32)) & _MASK32
+    x ^= x >> np.uint64(16)
+    return (np.float32(x >> np.uint64(8)) + np.float32(0.5)) * np.float32(1.0 / 2**24)
 
 
 def normal(skey: Tensor, counter: Tensor | int, dtype: torch.dtype = torch.float32) -> Tensor:

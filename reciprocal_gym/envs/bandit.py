@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -146,7 +147,9 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
                       and dt == torch.float32 and self.device.type == "cpu")
         self._lam, self._max_steps = float(cfg.lam), int(cfg.max_steps)
-        self._lam_positive = self._lam >= torch.finfo(torch.float32).tiny
+        self._lam32 = np.float32(self._lam)  # the fast path's float32 arithmetic, as torch casts a Python scalar
+        self._numpy_views: dict[int, tuple[Tensor, np.ndarray, int]] = {}
+        self._step_obs: tuple[Tensor, Tensor] | None = None
         window = cfg.window if self.windowed and not self.expected else None
         self.history = ArmHistory.empty(B, K, window, dt, dev)
 
@@ -223,14 +226,10 @@ class BanditVectorEnv(BatchedVectorEnv):
         cfg = self.config
         every = rows is self._all_rows
         if every and self._fast and isinstance(actions, Tensor) and actions.shape == (self.num_envs,) \
-                and actions.dtype == torch.int64 and actions.device == self.device:
-            index = actions.unsqueeze(1)
-            try:  # on the CPU, gather checks the arm range itself; its error becomes the usual ValueError below
-                mu = self.means.gather(1, index).squeeze(1)
-            except RuntimeError:
-                mu = None
-            if mu is not None:
-                return self._step_fast(actions, index, mu)
+                and actions.dtype == torch.int64 and actions.device == self.device and actions.is_contiguous():
+            out = self._step_fast(actions)
+            if out is not None:
+                return out
         a = self._check_actions(actions)
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
@@ -277,29 +276,52 @@ class BanditVectorEnv(BatchedVectorEnv):
                 "best_arm": self._best_arm}
         return reward, terminated, truncated, info
 
-    def _step_fast(self, a: Tensor, index: Tensor, mu: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """The common case in fewer tensor operations: every learner pulls arm ``a`` (true means ``mu``), full
-        history, float32 Bernoulli arms on the CPU. Same arithmetic as the general path (tests cover both)."""
-        reward = (self._uniforms.next(self._key, self.steps, torch.float32) < mu).float()
+    def _step_fast(self, a: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]] | None:
+        """The common case in one compiled pass: every learner pulls arm ``a``, full history, float32 Bernoulli arms
+        on the CPU. Same float32 arithmetic as the general path (a test compares them bit for bit). Returns None if
+        an arm is out of range (the general path then raises the usual error).
+
+        Outputs are new arrays every step, made in numpy and shared with torch; their numpy views are kept, so the
+        next step's inputs need no conversion (at 256 learners the conversions cost as much as the arithmetic)."""
+        B, K = self.num_envs, self.n_arms
+        self._uniforms.invalidate()  # the kernel draws the uniforms itself (the same counter-based values)
         h = self.history
-        counts = h.counts.scatter_add(1, index, self._ones)
-        sums = h.sums.scatter_add(1, index, reward.unsqueeze(1))
+        stats = np.empty((3, B, K), dtype=np.float32)  # counts, sums, theta
+        per_learner = np.empty((3, B), dtype=np.float32)  # reward, regret, cumulative regret
+        steps, truncated = np.empty(B, dtype=np.int64), np.empty(B, dtype=np.bool_)
+        step_obs = np.empty((B, 1), dtype=np.float32)
+        view = self._numpy_view
+        bad = _bandit_step(a.numpy(), view(self.means), view(self._key), view(h.counts), view(h.sums), self._lam32,
+                           view(self._best), view(self.cumulative_regret), view(self.steps), self._max_steps,
+                           stats[0], stats[1], stats[2], per_learner[0], per_learner[1], per_learner[2], steps,
+                           truncated, step_obs)
+        if bad:
+            return None
+        counts, sums, theta, reward, regret, cumulative, steps_t, truncated_t = (
+            torch.from_numpy(x) for x in (*stats, *per_learner, steps, truncated))
+        made = ((counts, stats[0]), (sums, stats[1]), (cumulative, per_learner[2]), (steps_t, steps),
+                *((t, view(t)) for t in (self.means, self._best, self._key)))
+        self._numpy_views = {id(t): (t, array, t.data_ptr()) for t, array in made}
         self.history = ArmHistory(counts, sums, None, None)
-        self.pulls = counts
-        # ArmHistory.means without its 0 / 0 guard, which a positive float32 lam never needs
-        self.theta = sums / (counts + self._lam) if self._lam_positive else self.history.means(self._lam)
-        regret = self._best - mu
-        self.steps = self.steps + 1
-        self.cumulative_regret = self.cumulative_regret + regret
-        truncated = self.steps >= self._max_steps
-        info = {"regret": regret, "cumulative_regret": self.cumulative_regret, "arm": a, "best_arm": self._best_arm}
-        return reward, torch.zeros_like(truncated), truncated, info
+        self.pulls, self.theta, self.steps, self.cumulative_regret = counts, theta, steps_t, cumulative
+        self._step_obs = (steps_t, torch.from_numpy(step_obs))
+        info = {"regret": regret, "cumulative_regret": cumulative, "arm": a, "best_arm": self._best_arm}
+        return reward, torch.from_numpy(np.zeros(B, dtype=np.bool_)), truncated_t, info
+
+    def _numpy_view(self, tensor: Tensor) -> np.ndarray:
+        """The numpy view of a CPU tensor, from the fast path's cache when the tensor is one it made or saw (and
+        still has the same memory: a copied env's cache does not count)."""
+        hit = self._numpy_views.get(id(tensor))
+        if hit is not None and hit[0] is tensor and hit[2] == tensor.data_ptr():
+            return hit[1]
+        return tensor.numpy()
 
     def _observe(self) -> dict[str, Tensor]:
         obs = {"theta": self.theta, "counts": self.history.counts, "pulls": self.pulls}
         if self.dtype != torch.float32:
             obs = {key: value.float() for key, value in obs.items()}
-        obs["step"] = self.steps.float().unsqueeze(1)
+        cached = self._step_obs  # the fast path's (steps, float32 steps) pair
+        obs["step"] = cached[1] if cached is not None and cached[0] is self.steps else self.steps.float().unsqueeze(1)
         return obs
 
 
@@ -322,6 +344,41 @@ class BanditVectorEnv(BatchedVectorEnv):
         total = mass.sum(1, keepdim=True)
         empty = torch.cat([torch.ones_like(n), torch.zeros_like(s)], 1) / K
         return x, y, torch.where(total > 0, mass / torch.where(total > 0, total, 1.0), empty)
+
+
+@numba.njit(cache=True, nogil=True)
+def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, max_steps,
+                 counts_out, sums_out, theta_out, reward_out, regret_out, cumulative_out, steps_out, truncated_out,
+                 step_obs_out):
+    """One pull per learner (float32, full history): reward = 1[u < mu] with the learner's counter-based uniform
+    u = uniform(key, step), the arm's count and reward sum, the ridge
+    means sum / (count + lam) (0 where count + lam = 0), pseudo-regret, step count. Returns True, and writes
+    nothing, if an arm is out of range."""
+    B, K = counts.shape
+    for b in range(B):
+        if arms[b] < 0 or arms[b] >= K:
+            return True
+    one, zero = np.float32(1.0), np.float32(0.0)
+    for b in range(B):
+        arm = arms[b]
+        mu = means[b, arm]
+        r = one if crandom.uniform_one(key[b], steps[b]) < mu else zero
+        for k in range(K):
+            counts_out[b, k] = counts[b, k]
+            sums_out[b, k] = sums[b, k]
+        counts_out[b, arm] += one
+        sums_out[b, arm] += r
+        for k in range(K):
+            denominator = counts_out[b, k] + lam
+            theta_out[b, k] = sums_out[b, k] / denominator if denominator > zero else zero
+        reward_out[b] = r
+        regret = best[b] - mu
+        regret_out[b] = regret
+        cumulative_out[b] = cumulative[b] + regret
+        steps_out[b] = steps[b] + 1
+        truncated_out[b] = steps[b] + 1 >= max_steps
+        step_obs_out[b, 0] = np.float32(steps[b] + 1)
+    return False
 
 
 class BanditEnv(SingleEnv):

@@ -246,7 +246,7 @@ class BatchedVectorEnv(VectorEnv):
     _STATIC = frozenset({"config", "dataset", "sizes", "_fixed_split", "_base_X", "single_observation_space",
                          "single_action_space", "observation_space", "action_space", "metadata", "device",
                          "dtype", "num_envs", "render_mode", "_rows_X", "_rows_y", "_all_rows", "_eye", "_ones",
-                         "omegas"})
+                         "omegas", "_numpy_views", "_step_obs"})  # the last two: caches keyed by tensor identity
 
     def get_state(self) -> dict[str, Any]:
         """A deep copy of everything that changes while the env runs (tensors, episode counters and seeds, the
