@@ -252,3 +252,14 @@ def test_deep_copied_env_steps_like_the_original():
         assert torch.equal(out_t[4]["regret"], out_r[4]["regret"])
         for key in out_t[0]:
             assert torch.equal(out_t[0][key], out_r[0][key]), key
+
+
+def test_compiled_uniform_has_the_torch_hash_bits():
+    """The bandit's compiled fast path draws its own uniforms: the same values as the torch counter-based hash,
+    for negative keys and counters past 2**31 too."""
+    g = torch.Generator().manual_seed(5)
+    keys = torch.randint(-(2**31), 2**31, (3000,), generator=g).to(torch.int32)
+    counters = torch.randint(0, 2**40, (3000,), generator=g)
+    reference = crandom.uniform(keys, counters.to(torch.int32))
+    compiled = torch.tensor([crandom.uniform_one(int(k), int(c)) for k, c in zip(keys, counters, strict=True)])
+    assert torch.equal(compiled, reference)

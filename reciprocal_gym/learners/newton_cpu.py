@@ -8,7 +8,9 @@ numba-compiled loop whose working set (a P x P matrix and a few vectors) stays i
 learners spread over threads. It is the same algorithm as the torch solver's ``"newton"`` (same start, same Armijo
 rule, same stopping and stalling tests), so both give the same iterations and agree to rounding; a test checks that.
 
-Used by :func:`~reciprocal_gym.learners.fit_ridge_logistic` for binary problems on the CPU with per-learner atoms.
+Used by :func:`~reciprocal_gym.learners.fit_ridge_logistic` for binary problems on the CPU. Atoms come as a (B, n, p)
+tensor, an (n, p) tensor shared by all learners, or :class:`~reciprocal_gym.learners.atoms.RowAtoms` (standardized rows
+of a dataset, each learner's built in a small buffer as it is fitted).
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def _value_and_gradient(X, a, q, theta, lam, z, s, g):
         for j in range(p):
             acc += X[i, j] * theta[j]
         z[i] = acc
-        si = 1.0 / (1.0 + math.exp(-acc))
+        e = math.exp(-abs(acc))  # one exponential for both the probability and the softplus
+        si = 1.0 / (1.0 + e) if acc >= 0.0 else e / (1.0 + e)
         s[i] = si
         if a[i] != 0.0:
-            softplus = acc if acc > 20.0 else math.log1p(math.exp(acc))  # torch's softplus threshold
+            # softplus(z) = max(z, 0) + log1p(exp(-|z|)); z itself above torch's softplus threshold of 20
+            softplus = acc if acc > 20.0 else max(acc, 0.0) + math.log1p(e)
             f += a[i] * (softplus - q[i] * acc)
             c = a[i] * (si - q[i])
             for j in range(p):
