@@ -362,9 +362,26 @@ class PoolVectorEnv(BatchedVectorEnv):
         return RowAtoms(self._base_X, rows, mean, scale).materialize()
 
     def _refit(self, rows: Tensor) -> dict[str, Tensor]:
-        """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports."""
+        """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports (for the
+        others: 0 iterations, gradient norm 0, converged, gamma = lam)."""
         cfg = self.config
         B = self.num_envs
+        idx = torch.nonzero(rows).squeeze(1)
+        every = len(idx) == B
+        fitted: dict[str, Tensor] = {}
+        if len(idx):
+            X, w, Q = self._training_atoms(idx)
+            fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta if every else self.state.theta[idx],
+                                     tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+                                     compute_gamma=cfg.report_gamma)
+            theta = fit.theta if every else self.state.theta.index_copy(0, idx, fit.theta)
+            self.state = self.state.replace(theta=theta)
+            fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm,
+                      "fit_converged": fit.converged}
+            if cfg.report_gamma:
+                fitted["gamma"] = fit.gamma
+        if every:
+            return fitted
         report = {
             "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
             "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
@@ -372,22 +389,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         }
         if cfg.report_gamma:
             report["gamma"] = torch.full((B,), float(cfg.lam), dtype=self.dtype, device=self.device)
-        idx = torch.nonzero(rows).squeeze(1)
-        if len(idx) == 0:
-            return report
-        X, w, Q = self._training_atoms(idx)
-        every = len(idx) == B
-        fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta if every else self.state.theta[idx],
-                                 tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
-                                 compute_gamma=cfg.report_gamma)
-        fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm, "fit_converged": fit.converged}
-        if cfg.report_gamma:
-            fitted["gamma"] = fit.gamma
-        if every:
-            self.state = self.state.replace(theta=fit.theta)
-            return fitted
-        self.state = self.state.replace(theta=self.state.theta.index_copy(0, idx, fit.theta))
-        return {key: report[key].index_copy(0, idx, value) for key, value in fitted.items()}
+        return {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
+                for key, value in report.items()}
 
     def _update_predictions(self, rows: Tensor) -> None:
         """Recompute pool probabilities and validation / test metrics for learners ``rows``.

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reciprocal_gym.learners import newton_cpu
 from reciprocal_gym.learners.atoms import RowAtoms
 
 SOLVERS = ("auto", "newton", "newton-cg")
@@ -127,6 +128,12 @@ def _weighted_gram(X: Tensor, s: Tensor) -> Tensor:
     return torch.bmm(X.transpose(1, 2), X * s.unsqueeze(-1))
 
 
+def normalized_weights(weights: Tensor) -> Tensor:
+    """(B, n) atom weights divided by each learner's total (an all-zero row stays zero): the ``a`` of the objective."""
+    total = weights.sum(dim=1, keepdim=True)
+    return weights / torch.where(total > 0, total, torch.ones_like(total))
+
+
 class _Problem:
     """The objective of B learners on fixed data; theta-independent pieces computed once."""
 
@@ -134,8 +141,7 @@ class _Problem:
         self.X = X
         self.C = targets.shape[-1]
         self.p = X.shape[-1]
-        total = weights.sum(dim=1, keepdim=True)
-        self.a = weights / torch.where(total > 0, total, torch.ones_like(total))
+        self.a = normalized_weights(weights)
         self.Q = targets
         self.lam = lam
 
@@ -365,10 +371,7 @@ def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: f
                   max_iter: int, compute_gamma: bool) -> FitResult:
     """Binary fits by the compiled per-learner Newton solver; a learner whose Hessian Cholesky rejects (lam = 0 on
     degenerate data) is refitted by the torch solver, whose factorization adds jitter."""
-    from reciprocal_gym.learners import newton_cpu
-
-    total = weights.sum(dim=1, keepdim=True)
-    a = weights / torch.where(total > 0, total, torch.ones_like(total))  # as _Problem normalizes
+    a = normalized_weights(weights)
     theta, iterations, gnorm, status = newton_cpu.fit_binary_newton(X, a, targets[..., 1], lam, theta0, tol, max_iter)
     redo = torch.nonzero(status != newton_cpu.STATUS_OK).squeeze(1)
     problem = None
