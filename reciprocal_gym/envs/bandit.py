@@ -350,10 +350,10 @@ class BanditVectorEnv(BatchedVectorEnv):
 def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, max_steps,
                  counts_out, sums_out, theta_out, reward_out, regret_out, cumulative_out, steps_out, truncated_out,
                  step_obs_out):
-    """One pull per learner (float32, full history): reward = 1[u < mu] with the learner's counter-based uniform
-    u = uniform(key, step), the arm's count and reward sum, the ridge
-    means sum / (count + lam) (0 where count + lam = 0), pseudo-regret, step count. Returns True, and writes
-    nothing, if an arm is out of range."""
+    """One pull per learner (float32, full history): reward 1[u < mu] with the learner's counter-based uniform
+    u = uniform(key, step); the arm's new count and reward sum; ridge means sum / (count + lam), 0 where
+    count + lam = 0 (as :meth:`ArmHistory.means`); pseudo-regret; the step count. Returns True, and writes nothing,
+    if an arm is out of range."""
     B, K = counts.shape
     for b in range(B):
         if arms[b] < 0 or arms[b] >= K:
@@ -375,9 +375,10 @@ def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, m
         regret = best[b] - mu
         regret_out[b] = regret
         cumulative_out[b] = cumulative[b] + regret
-        steps_out[b] = steps[b] + 1
-        truncated_out[b] = steps[b] + 1 >= max_steps
-        step_obs_out[b, 0] = np.float32(steps[b] + 1)
+        step = steps[b] + 1
+        steps_out[b] = step
+        truncated_out[b] = step >= max_steps
+        step_obs_out[b, 0] = np.float32(step)
     return False
 
 
