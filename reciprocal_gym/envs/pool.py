@@ -30,6 +30,7 @@ from reciprocal_gym.data import (
     split_from_arrays,
 )
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
+from reciprocal_gym.envs.pool_kernel import binary_pool_pass
 from reciprocal_gym.learners import (
     SOLVERS,
     RowAtoms,
@@ -114,6 +115,7 @@ class PoolVectorEnv(BatchedVectorEnv):
     """
 
     config_class: type[PoolConfig] = PoolConfig
+    _compiled_predictions = True  # False: the torch path everywhere (tests compare the two)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -161,6 +163,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._labeled_onehot = torch.zeros(B, self.sizes.n_labeled, self.n_classes, dtype=dt, device=dev)
         self.state = ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev)
         self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
+        self._candidates = torch.zeros(B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev)
         self._metrics = {
             key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
         }
@@ -393,12 +396,19 @@ class PoolVectorEnv(BatchedVectorEnv):
                 for key, value in report.items()}
 
     def _update_predictions(self, rows: Tensor) -> None:
-        """Recompute pool probabilities and validation / test metrics for learners ``rows``.
+        """Recompute pool probabilities, candidate features and validation / test metrics for learners ``rows``.
 
         One matrix product gives every learner's logits on every dataset row (the standardization is folded into
-        the parameters); the learners' pool, validation and test rows are then gathered from it."""
+        the parameters); the learners' pool, validation and test rows are then read from it. Float64 binary learners
+        on the CPU take the compiled pass (:mod:`reciprocal_gym.envs.pool_kernel`), which recomputes every learner
+        (those outside ``rows`` have unchanged parameters and get the same values again); the rest torch ops."""
         C = self.n_classes
         logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
+        if self._compiled_predictions and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
+            self._pool_probs, self._candidates, metrics = binary_pool_pass(
+                logits, self._eval_rows, self.n_pool, self._labels["val"], self._labels["test"], self.state.in_use)
+            self._metrics.update(metrics)
+            return
         if C == 2:
             logits = logits.gather(1, self._eval_rows)
         else:
@@ -420,11 +430,13 @@ class PoolVectorEnv(BatchedVectorEnv):
             "val_accuracy": val_hit.to(self.dtype).mean(1),
             "test_accuracy": test_hit.to(self.dtype).mean(1),
         }
+        candidates = self._candidate_features(pool, self.state.in_use)
         if bool(rows.all()):
-            self._pool_probs = pool
+            self._pool_probs, self._candidates = pool, candidates
             self._metrics.update(metrics)
             return
         self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
+        self._candidates = torch.where(rows.view(-1, 1, 1), candidates, self._candidates)
         for key, value in metrics.items():
             self._metrics[key] = torch.where(rows, value, self._metrics[key])
 
@@ -470,7 +482,9 @@ class PoolVectorEnv(BatchedVectorEnv):
         return out
 
     def _observe(self) -> dict[str, Tensor]:
-        candidates = self._candidate_features(self._pool_probs, self.state.in_use)
+        # the candidate features are made with the predictions: a learner's in-use flags change only when it adapts
+        # or resets, and its predictions are then recomputed
+        candidates = self._candidates
         mask = adapt.selectable(self.state, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
         return {

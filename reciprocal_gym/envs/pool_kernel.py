@@ -1,0 +1,96 @@
+"""Compiled CPU pass from binary logits to the pool env's predictions, observation features and metrics.
+
+After a refit, every learner's logits on its pool, validation and test rows become: pool probabilities, the
+observation's candidate features (probabilities, margin, entropy, in-use flag, in float32), the validation
+log-likelihood and accuracy, and the test accuracy. In torch that is about twenty passes over (B, n_pool)-sized
+tensors, each through memory; here one pass per learner does it all with the learner's rows in cache (the
+transcendental functions in the vectorizable forms of :mod:`reciprocal_gym.utils.vector_math`), learners spread over
+threads.
+
+Binary learners on the CPU only; :class:`~reciprocal_gym.envs.pool.PoolVectorEnv` keeps the torch path for the
+multinomial case and other devices, and a test checks that both agree.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+from torch import Tensor
+
+from reciprocal_gym.utils.threads import run_chunks
+from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _binary_pass(logits, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand, metrics):
+    """Learner b's row r has the logit logits[b, r]; see :func:`binary_pool_pass`."""
+    B, n_rows = rows.shape
+    n_test = n_rows - n_pool - n_val
+    z = np.empty(n_rows)
+    e = np.empty(n_rows)
+    log1p_e = np.empty(n_rows)
+    work = np.empty(n_rows)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
+    for b in range(B):
+        for i in range(n_rows):  # the learner's rows, gathered
+            z[i] = logits[b, rows[b, i]]
+        exp_neg_abs(z, e, work)
+        log1p_unit(e, log1p_e)
+        for i in range(n_pool):
+            big = 1.0 / (1.0 + e[i])  # sigmoid(|z|)
+            small = e[i] * big  # sigmoid(-|z|)
+            p1 = big if z[i] >= 0.0 else small
+            p0 = 1.0 - p1
+            probs[b, i, 0] = p0
+            probs[b, i, 1] = p1
+            f0, f1 = np.float32(p0), np.float32(p1)
+            cand[b, i, 0] = f0
+            cand[b, i, 1] = f1
+            cand[b, i, 2] = abs(f1 - f0)
+            # entropy -p0 log p0 - p1 log p1 = log1p(e) + |z| sigmoid(-|z|): two positive terms, accurate in the tails
+            cand[b, i, 3] = np.float32(log1p_e[i] + abs(z[i]) * small)
+            cand[b, i, 4] = one if in_use[b, i] else zero
+        loglik, hits = 0.0, 0
+        for i in range(n_val):
+            zi = z[n_pool + i]
+            x = zi if y_val[b, i] == 1 else -zi
+            loglik += min(x, 0.0) - log1p_e[n_pool + i]  # log sigmoid(x), as |x| = |z|
+            hits += (zi > 0.0) == (y_val[b, i] == 1)
+        metrics[0, b] = loglik / n_val
+        metrics[1, b] = hits / n_val
+        hits = 0
+        for i in range(n_test):
+            hits += (z[n_pool + n_val + i] > 0.0) == (y_test[b, i] == 1)
+        metrics[2, b] = hits / n_test
+
+
+def binary_pool_pass(
+    logits: Tensor, rows: Tensor, n_pool: int, y_val: Tensor, y_test: Tensor, in_use: Tensor
+) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+    """Predictions, candidate features and metrics of B binary learners, on the CPU.
+
+    Args:
+        logits: (B, N) float64, every learner's logit on every dataset row. rows: (B, n_pool + n_val + n_test) each
+            learner's pool, validation and test rows, in that order. y_val, y_test: (B, n_val), (B, n_test) labels
+            in {0, 1}. in_use: (B, n_pool) bool.
+
+    Returns:
+        pool probabilities (B, n_pool, 2) float64; candidate features (B, n_pool, 5) float32 (p0, p1, |p1 - p0|,
+        entropy, in-use flag); and ``val_log_likelihood``, ``val_accuracy``, ``test_accuracy`` (B,) float64 each.
+    """
+    B = logits.shape[0]
+    probs = torch.empty(B, n_pool, 2, dtype=torch.float64)
+    cand = torch.empty(B, n_pool, 5, dtype=torch.float32)
+    metrics = torch.empty(3, B, dtype=torch.float64)
+    L, R, YV, YT, U, P, F, M = (t.numpy() for t in (logits.contiguous(), rows.contiguous(), y_val.contiguous(),
+                                                      y_test.contiguous(), in_use.contiguous(), probs, cand, metrics))
+    n_val = YV.shape[1]
+
+    def work(lo: int, hi: int) -> None:
+        _binary_pass(L[lo:hi], R[lo:hi], n_pool, n_val, YV[lo:hi], YT[lo:hi], U[lo:hi], P[lo:hi], F[lo:hi],
+                     M[:, lo:hi])
+
+    run_chunks(B, work, torch.get_num_threads())
+    return probs, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))
