@@ -90,7 +90,7 @@ def standardized_logits(X: Tensor, theta: Tensor, mean: Tensor, scale: Tensor, n
     if n_classes == 2:
         weights = theta[:, :d] / scale
         bias = theta[:, d] - (weights * mean).sum(1)
-        return weights @ X.T + bias.unsqueeze(1)
+        return torch.addmm(bias.unsqueeze(1), weights, X.T)  # the bias added by the matrix product, not a pass
     W = theta.view(B, n_classes, d + 1)
     weights = W[..., :d] / scale.unsqueeze(1)
     bias = W[..., d] - (weights * mean.unsqueeze(1)).sum(-1)
