@@ -127,3 +127,19 @@ def test_row_atoms_equal_their_materialized_tensor():
     assert torch.equal(from_rows.theta, from_tensor.theta) and torch.equal(from_rows.iterations, from_tensor.iterations)
     torch_rows = fit_ridge_logistic(atoms, w, Q, 0.01, backend="torch")
     torch.testing.assert_close(torch_rows.theta, from_tensor.theta, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("dtype, lam", [(torch.float64, 0.01), (torch.float64, 1e-4), (torch.float32, 0.01),
+                                        (torch.float32, 1e-3)])
+def test_fewer_atoms_than_parameters_take_the_atom_system(dtype, lam):
+    # with at most p atoms in use the compiled solver's Newton directions come from the m x m system of the atoms
+    # (Woodbury); the torch backend factors the p x p Hessian: the same iterations, the same solutions
+    X, w, Q = _problem(B=60, n=20, p=31, seed=4, dtype=dtype)
+    warm = torch.randn(60, 31, dtype=dtype, generator=torch.Generator().manual_seed(5)) * 0.3
+    for theta0 in (None, warm):
+        compiled = fit_ridge_logistic(X, w, Q, lam, theta0=theta0, backend="compiled", compute_gamma=False)
+        reference = fit_ridge_logistic(X, w, Q, lam, theta0=theta0, backend="torch", compute_gamma=False)
+        assert bool(compiled.converged.all()) and bool(reference.converged.all())
+        assert torch.equal(compiled.iterations, reference.iterations)
+        atol = 1e-10 if dtype == torch.float64 else 1e-4
+        torch.testing.assert_close(compiled.theta, reference.theta, atol=atol, rtol=0)
