@@ -47,9 +47,9 @@ DATASET, N_LABELED, N_POOL, LAM = "breast_cancer", 20, 400, 0.01
 
 
 def smallest_margin(obs: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Uncertainty score: minus the margin |p1 - p0| of the float32 probabilities."""
-    probs = obs["candidates"][..., :2]
-    return -(probs[..., 1] - probs[..., 0]).abs()
+    """Uncertainty score: minus the margin |p1 - p0| of the float32 probabilities (the observation's margin column,
+    which the env computes in float32 from those probabilities, as the scikit-learn loop below does)."""
+    return -obs["candidates"][..., -3]
 
 
 def run_env(batch: int, steps: int, seed: int, device: str):

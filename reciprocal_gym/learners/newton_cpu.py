@@ -24,6 +24,7 @@ from torch import Tensor
 
 from reciprocal_gym.learners.atoms import RowAtoms
 from reciprocal_gym.utils.threads import run_chunks
+from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
 
 # Reassociation lets the compiler vectorize the inner products; NaN and inf keep their IEEE meaning (the line search
 # tests for a finite objective).
@@ -35,9 +36,10 @@ possible with lam = 0), which the caller hands to the torch solver's jittered fa
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _value_and_gradient(X, a, q, theta, lam, z, s, g):
+def _value_and_gradient(X, a, q, theta, lam, z, s, g, e, log1p_e, work):
     """Objective at theta, and its gradient into g (logits into z, probabilities into s), in one pass over the
-    atoms; returns (objective, gradient norm). Zero-weight atoms (padding) add nothing."""
+    atoms; returns (objective, gradient norm). Zero-weight atoms (padding) add nothing. ``z``, ``e``, ``log1p_e``
+    and ``work`` are float64 buffers (the exponentials are computed for all atoms at once, in vectorized form)."""
     n, p = X.shape
     f = 0.0
     for j in range(p):
@@ -47,13 +49,16 @@ def _value_and_gradient(X, a, q, theta, lam, z, s, g):
         for j in range(p):
             acc += X[i, j] * theta[j]
         z[i] = acc
-        e = math.exp(-abs(acc))  # one exponential for both the probability and the softplus
-        si = 1.0 / (1.0 + e) if acc >= 0.0 else e / (1.0 + e)
+    exp_neg_abs(z, e, work)  # one exponential per atom for both the probability and the softplus
+    log1p_unit(e, log1p_e)
+    for i in range(n):
+        zi, ei = z[i], e[i]
+        si = 1.0 / (1.0 + ei) if zi >= 0.0 else ei / (1.0 + ei)
         s[i] = si
         if a[i] != 0.0:
             # softplus(z) = max(z, 0) + log1p(exp(-|z|)); z itself above torch's softplus threshold of 20
-            softplus = acc if acc > 20.0 else max(acc, 0.0) + math.log1p(e)
-            f += a[i] * (softplus - q[i] * acc)
+            softplus = zi if zi > 20.0 else max(zi, 0.0) + log1p_e[i]
+            f += a[i] * (softplus - q[i] * zi)
             c = a[i] * (si - q[i])
             for j in range(p):
                 g[j] += c * X[i, j]
@@ -174,9 +179,9 @@ def _newton_direction_dual(Xu, a, s, g, lam, used, m, K, M, c, u, v, d):
 def _fit_one(X, a, q, th, lam, tol, max_iter, eps, dual_atoms, buffers):
     """Fit one learner with atoms X (n, p) from the warm start th (p,), overwritten with the result; returns
     (iterations, gradient norm, status). ``buffers`` are the work arrays of :func:`_buffers`."""
-    z, s, z_new, s_new, g, g_new, d, trial, H, XT, used, Xu, K, M, c, u, v = buffers
+    z, s, z_new, s_new, g, g_new, d, trial, H, XT, used, Xu, K, M, c, u, v, e, log1p_e, work = buffers
     p = X.shape[1]
-    f, gnorm = _value_and_gradient(X, a, q, th, lam, z, s, g)
+    f, gnorm = _value_and_gradient(X, a, q, th, lam, z, s, g, e, log1p_e, work)
     # at most ``dual_atoms`` atoms in use (and a ridge): Newton directions through the atoms' m x m system
     m = _atom_gram(X, a, used, Xu, K) if lam > 0.0 and gnorm > tol and _count_used(a) <= dual_atoms else -1
     used_iterations = 0
@@ -196,7 +201,7 @@ def _fit_one(X, a, q, th, lam, tol, max_iter, eps, dual_atoms, buffers):
         for _ in range(41):
             for j in range(p):
                 trial[j] = th[j] + step * d[j]
-            f_new, gnorm_new = _value_and_gradient(X, a, q, trial, lam, z_new, s_new, g_new)
+            f_new, gnorm_new = _value_and_gradient(X, a, q, trial, lam, z_new, s_new, g_new, e, log1p_e, work)
             if f_new <= f + 1e-4 * step * slope + slack and math.isfinite(f_new):
                 accepted = True
                 break
@@ -222,10 +227,12 @@ def _count_used(a):
 
 @numba.njit(cache=True, nogil=True)
 def _buffers(n, p, dtype):
-    return (np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(p, dtype),
+    # the logits (first and third) in float64 whatever the dtype: they are accumulated in float64
+    return (np.empty(n), np.empty(n, dtype), np.empty(n), np.empty(n, dtype), np.empty(p, dtype),
             np.empty(p, dtype), np.empty(p, dtype), np.empty(p, dtype), np.empty((p, p), dtype),
             np.empty((p, n), dtype), np.empty(n, np.int64), np.empty((n, p), dtype), np.empty((n, n), dtype),
-            np.empty((n, n), dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype))
+            np.empty((n, n), dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n),
+            np.empty(n), np.empty(n))
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
