@@ -12,6 +12,10 @@ area under the curve (mean test accuracy over the queries) within 0.005.
 
     python benchmarks/throughput_activelearn.py --batch 1 64 1024 --steps 20 [--breakdown]
 
+The machine's speed drifts over minutes on shared hosts, so the two sides alternate: the env runs ``--rounds`` times
+(8), each run followed by the scikit-learn loop on the next 1/rounds of the learners, and each side's rate is its
+total work over its total time.
+
 ``--breakdown`` then splits the largest batch's env step into the ERM's LAPACK calls, the rest of the ERM and the
 rest of the step (see ``step_breakdown.py``).
 
@@ -35,6 +39,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from interleave import interleaved
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from step_breakdown import breakdown
@@ -68,22 +73,23 @@ def run_env(batch: int, steps: int, seed: int, device: str):
     return time.perf_counter() - start, curve
 
 
-def run_sklearn(batch: int, steps: int, seed: int, solver: str = "newton-cholesky"):
+def run_sklearn(learners: np.ndarray, steps: int, seed: int, solver: str = "newton-cholesky"):
+    """The loop for learners ``learners`` (indices into the batch); returns seconds and (steps, len) test accuracies."""
     dataset = load_dataset(DATASET)
     sizes = resolve_sizes(dataset.n_samples, N_LABELED, N_POOL)
-    splits = [make_split(dataset, sizes, np.random.default_rng([seed + i, 0])) for i in range(batch)]
-    learners = []
+    splits = [make_split(dataset, sizes, np.random.default_rng([seed + int(i), 0])) for i in learners]
+    state = []
     for s in splits:
         f = {part: s.features(dataset.X, part) for part in ("labeled", "pool", "test")}
         model = LogisticRegression(C=1.0 / (LAM * N_LABELED), fit_intercept=False, tol=1e-8, max_iter=1000,
                                    warm_start=True, solver=solver)
         model.fit(f["labeled"], s.y["labeled"])
-        learners.append(dict(f=f, y=s.y, model=model, X=f["labeled"], t=s.y["labeled"],
+        state.append(dict(f=f, y=s.y, model=model, X=f["labeled"], t=s.y["labeled"],
                              queried=np.zeros(N_POOL, dtype=bool)))
-    curve = np.zeros((steps, batch))
+    curve = np.zeros((steps, len(learners)))
     start = time.perf_counter()
     for t in range(steps):
-        for i, L in enumerate(learners):
+        for i, L in enumerate(state):
             probs = L["model"].predict_proba(L["f"]["pool"]).astype(np.float32)
             score = -np.abs(probs[:, 1] - probs[:, 0])
             j = int(np.argmax(np.where(L["queried"], -np.inf, score)))
@@ -104,6 +110,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sklearn-solver", default="newton-cholesky", choices=("newton-cholesky", "lbfgs"),
                         help="the baseline's solver (default: newton-cholesky, which reaches the same tolerance)")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="env runs, each followed by the scikit-learn loop on the next 1/rounds of the learners")
     parser.add_argument("--breakdown", action="store_true",
                         help="split the largest batch's env step into LAPACK calls, rest of the ERM and the rest")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
@@ -116,8 +124,9 @@ def main() -> None:
     rows = []
     for batch in args.batch:
         run_env(min(batch, 8), 2, args.seed, args.device)  # warm-up
-        env_time, env_curve = run_env(batch, args.steps, args.seed, args.device)
-        sk_time, sk_curve = run_sklearn(batch, args.steps, args.seed, args.sklearn_solver)
+        env_time, sk_time, env_curve, sk_curve = interleaved(
+            batch, args.rounds, lambda b=batch: run_env(b, args.steps, args.seed, args.device),
+            lambda learners: run_sklearn(learners, args.steps, args.seed, args.sklearn_solver))
         gap = float(np.abs(env_curve.mean(0) - sk_curve.mean(0)).max())
         same = float((np.abs(env_curve - sk_curve) < 1e-9).all(0).mean())
         if gap > 0.005:

@@ -10,6 +10,10 @@ printed, the validation accuracy of every learner after every step must agree wi
 
     python benchmarks/throughput_selftrain.py --batch 1 64 1024 --steps 10 [--breakdown]
 
+The machine's speed drifts over minutes on shared hosts, so the two sides alternate: the env runs ``--rounds`` times
+(8), each run followed by the scikit-learn loop on the next 1/rounds of the learners, and each side's rate is its
+total work over its total time.
+
 ``--breakdown`` then runs the largest batch once more under the torch profiler and splits an env step into the
 ERM's LAPACK calls (Cholesky factorizations and triangular solves, one call per learner matrix), the rest of the
 ERM, and the rest of the step, with the ratio each part alone would allow against the scikit-learn rate.
@@ -34,6 +38,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from interleave import interleaved
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from step_breakdown import breakdown
@@ -66,10 +71,12 @@ def run_env(batch: int, steps: int, seed: int, orders: np.ndarray, device: str, 
     return elapsed, accuracy
 
 
-def run_sklearn(batch: int, steps: int, seed: int, orders: np.ndarray, solver: str = "newton-cholesky"):
+def run_sklearn(learners: np.ndarray, steps: int, seed: int, orders: np.ndarray, solver: str = "newton-cholesky"):
+    """The loop for learners ``learners`` (indices into the batch); returns seconds and (steps, len) accuracies."""
     dataset = load_dataset(DATASET)
     sizes = resolve_sizes(dataset.n_samples, N_LABELED, N_POOL)
-    splits = [make_split(dataset, sizes, np.random.default_rng([seed + i, 0])) for i in range(batch)]
+    splits = [make_split(dataset, sizes, np.random.default_rng([seed + int(i), 0])) for i in learners]
+    orders = orders[learners]
     models, train_X, train_y = [], [], []
     features = [{part: s.features(dataset.X, part) for part in ("labeled", "pool", "val")} for s in splits]
     for s, f in zip(splits, features, strict=True):
@@ -78,7 +85,7 @@ def run_sklearn(batch: int, steps: int, seed: int, orders: np.ndarray, solver: s
         models.append(model.fit(f["labeled"], s.y["labeled"]))
         train_X.append(f["labeled"])
         train_y.append(s.y["labeled"])
-    accuracy = np.zeros((steps, batch))
+    accuracy = np.zeros((steps, len(learners)))
     start = time.perf_counter()
     for t in range(steps):
         for i, (s, f, model) in enumerate(zip(splits, features, models, strict=True)):
@@ -101,6 +108,8 @@ def main() -> None:
     parser.add_argument("--sklearn-solver", default="newton-cholesky", choices=("newton-cholesky", "lbfgs"),
                         help="the baseline's solver (default: newton-cholesky, which reaches the same tolerance)")
     parser.add_argument("--dtype", default="float64", choices=("float64", "float32"))
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="env runs, each followed by the scikit-learn loop on the next 1/rounds of the learners")
     parser.add_argument("--breakdown", action="store_true",
                         help="split the largest batch's env step into LAPACK calls, rest of the ERM and the rest")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
@@ -115,8 +124,9 @@ def main() -> None:
     for batch in args.batch:
         orders = pool_orders(batch, args.steps, args.seed)
         run_env(min(batch, 8), 2, args.seed, orders[:8], args.device, dtype)  # warm-up
-        env_time, env_acc = run_env(batch, args.steps, args.seed, orders, args.device, dtype)
-        sk_time, sk_acc = run_sklearn(batch, args.steps, args.seed, orders, args.sklearn_solver)
+        env_time, sk_time, env_acc, sk_acc = interleaved(
+            batch, args.rounds, lambda b=batch, o=orders: run_env(b, args.steps, args.seed, o, args.device, dtype),
+            lambda learners, o=orders: run_sklearn(learners, args.steps, args.seed, o, args.sklearn_solver))
         gap = float(np.abs(env_acc - sk_acc).max())
         if gap > 1e-3:
             raise SystemExit(f"B={batch}: validation accuracies differ by {gap:.4f} (> 1e-3); no figures reported")
