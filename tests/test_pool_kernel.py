@@ -36,7 +36,7 @@ def test_nan_and_infinite_logits():
 
 
 def _run(env_id, compiled, steps=6, **kwargs):
-    PoolVectorEnv._compiled_predictions = compiled
+    PoolVectorEnv._compiled_passes = compiled
     try:
         envs = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point", n_pool=60, max_steps=40,
                             autoreset_mode="next_step", **kwargs)
@@ -54,7 +54,7 @@ def _run(env_id, compiled, steps=6, **kwargs):
             trace.append((obs, {**info, "reward": reward}, envs.unwrapped._pool_probs))
         return trace
     finally:
-        PoolVectorEnv._compiled_predictions = True
+        PoolVectorEnv._compiled_passes = True
 
 
 @pytest.mark.parametrize("env_id, kwargs", [
@@ -76,3 +76,23 @@ def test_compiled_pass_agrees_with_torch_ops(env_id, kwargs):
     assert bool(compiled[3][1]["invalid_action"][0]) and not bool(compiled[3][1]["invalid_action"][1:].any())
     assert compiled[-1][0]["candidates"].dtype == torch.float32
     assert torch.isfinite(compiled[-1][0]["candidates"]).all()
+
+
+def test_compiled_gather_of_training_sets_equals_torch_ops():
+    envs = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=5, vectorization_mode="vector_entry_point", n_pool=40,
+                        label_mode="soft", autoreset_mode="disabled")
+    envs.reset(seed=0)
+    vec = envs.unwrapped
+    for t in range(4):  # learner 0 takes an already used point at step 2 (rejected): counts differ, padding
+        actions = np.array([t, 10 + t, 20 + t, 30 + t, 5 + t])
+        actions[0] = 0 if t == 2 else actions[0]
+        envs.step(actions)
+    every = torch.arange(5)
+    X, w, Q = vec._training_atoms(every)
+    PoolVectorEnv._compiled_passes = False
+    try:
+        X_ref, w_ref, Q_ref = vec._training_atoms(every)
+    finally:
+        PoolVectorEnv._compiled_passes = True
+    assert torch.equal(X.rows, X_ref.rows) and torch.equal(w, w_ref) and torch.equal(Q, Q_ref)
+    assert float(w[0, -1]) == 0.0 and bool((w[1:, -1] == 1.0).all())  # learner 0 is padded

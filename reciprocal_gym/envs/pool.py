@@ -30,7 +30,7 @@ from reciprocal_gym.data import (
     split_from_arrays,
 )
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
-from reciprocal_gym.envs.pool_kernel import binary_pool_pass
+from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.learners import (
     SOLVERS,
     RowAtoms,
@@ -115,7 +115,7 @@ class PoolVectorEnv(BatchedVectorEnv):
     """
 
     config_class: type[PoolConfig] = PoolConfig
-    _compiled_predictions = True  # False: the torch path everywhere (tests compare the two)
+    _compiled_passes = True  # binary learners on the CPU: compiled gathers and predictions (False: torch ops)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -322,7 +322,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
-        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
+        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size); for every learner of a
+        binary env on the CPU in one compiled pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`)."""
         state = self.state
         rows = idx.unsqueeze(1)
         every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
@@ -330,6 +331,10 @@ class PoolVectorEnv(BatchedVectorEnv):
         if self.config.adaptation == "expected":
             pool_rows = self._rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
+        elif every and self.n_classes == 2 and self.device.type == "cpu" and self._compiled_passes:
+            rows_all, w, Q = gather_training_atoms(state.in_use, state.weight, state.label, self._rows["pool"],
+                                                   self._rows["labeled"], self._labeled_onehot)
+            return RowAtoms(self._base_X, rows_all, self._mean, self._scale), w, Q
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
@@ -404,7 +409,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         (those outside ``rows`` have unchanged parameters and get the same values again); the rest torch ops."""
         C = self.n_classes
         logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
-        if self._compiled_predictions and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
+        if self._compiled_passes and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
             self._pool_probs, self._candidates, metrics = binary_pool_pass(
                 logits, self._eval_rows, self.n_pool, self._labels["val"], self._labels["test"], self.state.in_use)
             self._metrics.update(metrics)
