@@ -70,7 +70,8 @@ def test_compiled_pass_agrees_with_torch_ops(env_id, kwargs):
             # candidate features are float32: the entropy from the logit (compiled) and from the float32
             # probabilities (torch) differ in the last bits
             torch.testing.assert_close(obs[key], obs_ref[key], atol=1e-6, rtol=1e-6, msg=key)
-        for key in ("val_log_likelihood", "val_accuracy", "test_accuracy", "reward", "theta_change"):
+        for key in ("val_log_likelihood", "val_accuracy", "test_accuracy", "reward", "theta_change",
+                    "pseudo_label_error", "train_size"):
             if key in info_ref:
                 torch.testing.assert_close(info[key], info_ref[key], atol=1e-12, rtol=0, msg=key)
     assert bool(compiled[3][1]["invalid_action"][0]) and not bool(compiled[3][1]["invalid_action"][1:].any())
@@ -89,10 +90,15 @@ def test_compiled_gather_of_training_sets_equals_torch_ops():
         envs.step(actions)
     every = torch.arange(5)
     X, w, Q = vec._training_atoms(every)
+    mass, wrong = vec._label_stats[2:]
     PoolVectorEnv._compiled_passes = False
     try:
         X_ref, w_ref, Q_ref = vec._training_atoms(every)
     finally:
         PoolVectorEnv._compiled_passes = True
     assert torch.equal(X.rows, X_ref.rows) and torch.equal(w, w_ref) and torch.equal(Q, Q_ref)
+    state, y = vec.state, vec._labels["pool"]
+    torch.testing.assert_close(mass, state.weight.sum(1))
+    torch.testing.assert_close(wrong, (state.weight * (1 - state.label.gather(2, y.unsqueeze(-1)).squeeze(-1))).sum(1))
+    assert float(wrong.sum()) > 0  # soft pseudo-labels: some mass on the wrong class
     assert float(w[0, -1]) == 0.0 and bool((w[1:, -1] == 1.0).all())  # learner 0 is padded

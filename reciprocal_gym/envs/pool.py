@@ -164,6 +164,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         self.state = ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev)
         self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
         self._candidates = torch.zeros(B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev)
+        self._label_stats: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._metrics = {
             key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
         }
@@ -332,8 +333,12 @@ class PoolVectorEnv(BatchedVectorEnv):
             pool_rows = self._rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
         elif every and self.n_classes == 2 and self.device.type == "cpu" and self._compiled_passes:
-            rows_all, w, Q = gather_training_atoms(state.in_use, state.weight, state.label, self._rows["pool"],
-                                                   self._rows["labeled"], self._labeled_onehot)
+            rows_all, w, Q, mass, wrong = gather_training_atoms(
+                state.in_use, state.weight, state.label, self._labels["pool"], self._rows["pool"],
+                self._rows["labeled"], self._labeled_onehot)
+            # the pseudo-label statistics of this training set come with it; _step_info takes them while the
+            # state's weights and labels are these
+            self._label_stats = (state.weight, state.label, mass, wrong)
             return RowAtoms(self._base_X, rows_all, self._mean, self._scale), w, Q
         else:
             in_use = state.in_use[idx]
@@ -451,14 +456,18 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
         state = self.state
-        mass = state.weight.sum(1)
-        true_label_prob = state.label.gather(2, self._labels["pool"].unsqueeze(-1)).squeeze(-1)
-        wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+        cached = self._label_stats
+        if cached is not None and cached[0] is state.weight and cached[1] is state.label:
+            mass, wrong = cached[2], cached[3]
+        else:
+            mass = state.weight.sum(1)
+            true_label_prob = state.label.gather(2, self._labels["pool"].unsqueeze(-1)).squeeze(-1)
+            wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
         return {
             **self._metrics,
             "theta_change": theta_change,
-            "train_size": self._train_size(),
+            "train_size": self.sizes.n_labeled + mass,
             "pseudo_label_error": pseudo_error,
             **fit,
             "invalid_action": invalid,
