@@ -35,6 +35,7 @@ from reciprocal_gym.learners import (
     SOLVERS,
     RowAtoms,
     fit_ridge_logistic,
+    folded_parameters,
     n_params,
     probs_from_logits,
     standardized_logits,
@@ -410,15 +411,18 @@ class PoolVectorEnv(BatchedVectorEnv):
 
         One matrix product gives every learner's logits on every dataset row (the standardization is folded into
         the parameters); the learners' pool, validation and test rows are then read from it. Float64 binary learners
-        on the CPU take the compiled pass (:mod:`reciprocal_gym.envs.pool_kernel`), which recomputes every learner
-        (those outside ``rows`` have unchanged parameters and get the same values again); the rest torch ops."""
+        on the CPU take the compiled pass (:mod:`reciprocal_gym.envs.pool_kernel`, the product done by chunks of
+        learners), which recomputes every learner (those outside ``rows`` have unchanged parameters and get the same
+        values again); the rest torch ops."""
         C = self.n_classes
-        logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
         if self._compiled_passes and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
+            weights, bias = folded_parameters(self.state.theta, self._mean, self._scale)
             self._pool_probs, self._candidates, metrics = binary_pool_pass(
-                logits, self._eval_rows, self.n_pool, self._labels["val"], self._labels["test"], self.state.in_use)
+                self._base_X, weights, bias, self._eval_rows, self.n_pool, self._labels["val"], self._labels["test"],
+                self.state.in_use)
             self._metrics.update(metrics)
             return
+        logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
         if C == 2:
             logits = logits.gather(1, self._eval_rows)
         else:

@@ -25,9 +25,19 @@ from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _binary_pass(logits, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand, metrics):
-    """Learner b's row r has the logit logits[b, r]; see :func:`binary_pool_pass`."""
+def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand, metrics):
+    """Learner b's logit on dataset row r is weights[b] . table[r] + bias[b]; see :func:`binary_pool_pass`."""
     B, n_rows = rows.shape
+    N, d = table.shape
+    # this chunk's learners on every dataset row, (N, B): a product whose inner loop runs over the learners
+    # (contiguous, vectorized) and whose result stays in cache; no BLAS call, whose own threads would compete
+    weights_t = np.ascontiguousarray(weights.T)
+    logits = np.zeros((N, B))
+    for r in range(N):
+        for j in range(d):
+            x = table[r, j]
+            for b in range(B):
+                logits[r, b] += x * weights_t[j, b]
     n_test = n_rows - n_pool - n_val
     z = np.empty(n_rows)
     e = np.empty(n_rows)
@@ -37,7 +47,7 @@ def _binary_pass(logits, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand
     zero = np.float32(0.0)
     for b in range(B):
         for i in range(n_rows):  # the learner's rows, gathered
-            z[i] = logits[b, rows[b, i]]
+            z[i] = logits[rows[b, i], b] + bias[b]
         exp_neg_abs(z, e, work)
         log1p_unit(e, log1p_e)
         for i in range(n_pool):
@@ -69,30 +79,34 @@ def _binary_pass(logits, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand
 
 
 def binary_pool_pass(
-    logits: Tensor, rows: Tensor, n_pool: int, y_val: Tensor, y_test: Tensor, in_use: Tensor
+    table: Tensor, weights: Tensor, bias: Tensor, rows: Tensor, n_pool: int, y_val: Tensor, y_test: Tensor,
+    in_use: Tensor,
 ) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
     """Predictions, candidate features and metrics of B binary learners, on the CPU.
 
     Args:
-        logits: (B, N) float64, every learner's logit on every dataset row. rows: (B, n_pool + n_val + n_test) each
-            learner's pool, validation and test rows, in that order. y_val, y_test: (B, n_val), (B, n_test) labels
-            in {0, 1}. in_use: (B, n_pool) bool.
+        table: (N, d) float64 raw dataset rows. weights, bias: (B, d), (B,) each learner's parameters folded onto raw
+            features (:func:`~reciprocal_gym.learners.logistic.folded_parameters`): its logit on row r is
+            ``weights[b] . table[r] + bias[b]``. rows: (B, n_pool + n_val + n_test) each learner's pool, validation
+            and test rows, in that order. y_val, y_test: (B, n_val), (B, n_test) labels in {0, 1}. in_use:
+            (B, n_pool) bool.
 
     Returns:
         pool probabilities (B, n_pool, 2) float64; candidate features (B, n_pool, 5) float32 (p0, p1, |p1 - p0|,
         entropy, in-use flag); and ``val_log_likelihood``, ``val_accuracy``, ``test_accuracy`` (B,) float64 each.
     """
-    B = logits.shape[0]
+    B = rows.shape[0]
     probs = torch.empty(B, n_pool, 2, dtype=torch.float64)
     cand = torch.empty(B, n_pool, 5, dtype=torch.float32)
     metrics = torch.empty(3, B, dtype=torch.float64)
-    L, R, YV, YT, U, P, F, M = (t.numpy() for t in (logits.contiguous(), rows.contiguous(), y_val.contiguous(),
-                                                      y_test.contiguous(), in_use.contiguous(), probs, cand, metrics))
+    X, W, c, R, YV, YT, U, P, F, M = (t.numpy() for t in (
+        table.contiguous(), weights.contiguous(), bias.contiguous(), rows.contiguous(), y_val.contiguous(),
+        y_test.contiguous(), in_use.contiguous(), probs, cand, metrics))
     n_val = YV.shape[1]
 
     def work(lo: int, hi: int) -> None:
-        _binary_pass(L[lo:hi], R[lo:hi], n_pool, n_val, YV[lo:hi], YT[lo:hi], U[lo:hi], P[lo:hi], F[lo:hi],
-                     M[:, lo:hi])
+        _binary_pass(X, W[lo:hi], c[lo:hi], R[lo:hi], n_pool, n_val, YV[lo:hi], YT[lo:hi], U[lo:hi], P[lo:hi],
+                     F[lo:hi], M[:, lo:hi])
 
     run_chunks(B, work, torch.get_num_threads())
     return probs, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))

@@ -79,6 +79,14 @@ def probs_from_logits(logits: Tensor, n_classes: int) -> Tensor:
     return torch.softmax(logits, dim=-1)
 
 
+def folded_parameters(theta: Tensor, mean: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+    """Binary parameters (B, d + 1) on standardized features, folded onto raw features: weights (B, d) and bias (B,)
+    with ``theta . ((x - mean) / scale, 1) = weights . x + bias``."""
+    d = mean.shape[1]
+    weights = theta[:, :d] / scale
+    return weights, theta[:, d] - (weights * mean).sum(1)
+
+
 def standardized_logits(X: Tensor, theta: Tensor, mean: Tensor, scale: Tensor, n_classes: int) -> Tensor:
     """Logits of raw rows X (n, d), shared by all learners, under per-learner standardization.
 
@@ -88,8 +96,7 @@ def standardized_logits(X: Tensor, theta: Tensor, mean: Tensor, scale: Tensor, n
     """
     B, d = mean.shape
     if n_classes == 2:
-        weights = theta[:, :d] / scale
-        bias = theta[:, d] - (weights * mean).sum(1)
+        weights, bias = folded_parameters(theta, mean, scale)
         return torch.addmm(bias.unsqueeze(1), weights, X.T)  # the bias added by the matrix product, not a pass
     W = theta.view(B, n_classes, d + 1)
     weights = W[..., :d] / scale.unsqueeze(1)
