@@ -113,6 +113,17 @@ def binary_pool_pass(
 
 
 @numba.njit(cache=True, nogil=True)
+def _most_in_use(in_use):
+    most = 0
+    for b in range(in_use.shape[0]):
+        count = 0
+        for i in range(in_use.shape[1]):
+            count += np.int64(in_use[b, i])
+        most = max(most, count)
+    return most
+
+
+@numba.njit(cache=True, nogil=True)
 def _gather_in_use(in_use, weight, label, y_pool, pool_rows, labeled_rows, labeled_q, rows, w, q, stats):
     """Per learner: the labeled rows (weight 1), then the pool atoms in use in pool order, then zero-weight padding
     (pool atom 0, as the torch path pads); and the pool mass in use with its mislabeled part."""
@@ -155,12 +166,13 @@ def gather_training_atoms(
     Returns rows (B, n) int64, weights (B, n), labels (B, n, 2), and per learner the pool mass in use,
     sum_i w_i, and its mislabeled part, sum_i w_i (1 - q_i[y_i]) (y_pool the hidden true classes)."""
     B = in_use.shape[0]
-    n = labeled_rows.shape[1] + int(in_use.sum(1).max()) if B else labeled_rows.shape[1]
+    in_use = in_use.contiguous()
+    n = labeled_rows.shape[1] + _most_in_use(in_use.numpy())
     rows = torch.empty(B, n, dtype=torch.int64)
     w = torch.empty(B, n, dtype=weight.dtype)
     q = torch.empty(B, n, 2, dtype=weight.dtype)
     stats = torch.empty(2, B, dtype=weight.dtype)
-    _gather_in_use(*(t.numpy() for t in (in_use.contiguous(), weight.contiguous(), label.contiguous(),
+    _gather_in_use(*(t.numpy() for t in (in_use, weight.contiguous(), label.contiguous(),
                                          y_pool.contiguous(), pool_rows.contiguous(), labeled_rows.contiguous(),
                                          labeled_q.contiguous(), rows, w, q, stats)))
     return rows, w, q, stats[0], stats[1]
