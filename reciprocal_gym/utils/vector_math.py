@@ -18,7 +18,7 @@ _LN2_LO = 1.90821492927058770002e-10
 _ROUND = 6755399441055744.0  # 1.5 * 2**52: x + _ROUND rounds x to an integer, kept in the low mantissa bits
 _ROUND_BITS = int(np.float64(_ROUND).view(np.int64))
 _EXP_MIN = 708.0  # exp(-708) is still a normal number
-_FACT = tuple(1.0 / math.factorial(k) for k in range(14))
+_FACT = np.array([1.0 / math.factorial(k) for k in range(14)])
 
 # Only 'contract' (fused multiply-add): reassociation would fold (x + _ROUND) - _ROUND back into x.
 _FAST = {"contract"}
@@ -36,19 +36,9 @@ def exp_neg_abs(z, out, work):
         k = t - _ROUND  # x / ln 2 rounded to an integer, in [-1022, 0]
         r = (x - k * _LN2_HI) - k * _LN2_LO  # |r| <= ln(2) / 2
         q = _FACT[13]
-        q = q * r + _FACT[12]
-        q = q * r + _FACT[11]
-        q = q * r + _FACT[10]
-        q = q * r + _FACT[9]
-        q = q * r + _FACT[8]
-        q = q * r + _FACT[7]
-        q = q * r + _FACT[6]
-        q = q * r + _FACT[5]
-        q = q * r + _FACT[4]
-        q = q * r + _FACT[3]
-        q = q * r + _FACT[2]
-        q = q * r + _FACT[1]
-        out[i] = q * r + _FACT[0]
+        for j in range(12, -1, -1):  # Horner; a fixed trip count, unrolled by the compiler
+            q = q * r + _FACT[j]
+        out[i] = q
         work[i] = t
     for i in range(n):  # 2**k: the integer k moved into the exponent field
         bits[i] = (bits[i] - _ROUND_BITS + 1023) << 52
@@ -65,21 +55,6 @@ def log1p_unit(e, out):
         t = e[i] / (2.0 + e[i])
         s = t * t
         q = 1.0 / 37.0
-        q = q * s + 1.0 / 35.0
-        q = q * s + 1.0 / 33.0
-        q = q * s + 1.0 / 31.0
-        q = q * s + 1.0 / 29.0
-        q = q * s + 1.0 / 27.0
-        q = q * s + 1.0 / 25.0
-        q = q * s + 1.0 / 23.0
-        q = q * s + 1.0 / 21.0
-        q = q * s + 1.0 / 19.0
-        q = q * s + 1.0 / 17.0
-        q = q * s + 1.0 / 15.0
-        q = q * s + 1.0 / 13.0
-        q = q * s + 1.0 / 11.0
-        q = q * s + 1.0 / 9.0
-        q = q * s + 1.0 / 7.0
-        q = q * s + 1.0 / 5.0
-        q = q * s + 1.0 / 3.0
+        for k in range(17, 0, -1):  # Horner over 1 / (2k + 1), k = 17 .. 1
+            q = q * s + 1.0 / (2 * k + 1)
         out[i] = 2.0 * t + (2.0 * t) * s * q
