@@ -148,7 +148,7 @@ class BanditVectorEnv(BatchedVectorEnv):
                       and dt == torch.float32 and self.device.type == "cpu")
         self._lam, self._max_steps = float(cfg.lam), int(cfg.max_steps)
         self._lam32 = np.float32(self._lam)  # the fast path's float32 arithmetic, as torch casts a Python scalar
-        self._numpy_views: dict[int, tuple[Tensor, np.ndarray, int]] = {}
+        self._fast_cache: tuple | None = None  # the fast path's tensors and their numpy views, see _step_fast
         self._step_obs: tuple[Tensor, Tensor] | None = None
         window = cfg.window if self.windowed and not self.expected else None
         self.history = ArmHistory.empty(B, K, window, dt, dev)
@@ -225,8 +225,8 @@ class BanditVectorEnv(BatchedVectorEnv):
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
         every = rows is self._all_rows
-        if every and self._fast and isinstance(actions, Tensor) and actions.shape == (self.num_envs,) \
-                and actions.dtype == torch.int64 and actions.device == self.device and actions.is_contiguous():
+        if every and self._fast and isinstance(actions, Tensor) and actions.is_cpu and actions.dim() == 1 \
+                and actions.shape[0] == self.num_envs and actions.dtype == torch.int64 and actions.is_contiguous():
             out = self._step_fast(actions)
             if out is not None:
                 return out
@@ -281,40 +281,39 @@ class BanditVectorEnv(BatchedVectorEnv):
         on the CPU. Same float32 arithmetic as the general path (a test compares them bit for bit). Returns None if
         an arm is out of range (the general path then raises the usual error).
 
-        Outputs are new arrays every step, made in numpy and shared with torch; their numpy views are kept, so the
-        next step's inputs need no conversion (at 256 learners the conversions cost as much as the arithmetic)."""
+        Outputs are new arrays every step, made in numpy and shared with torch. At 256 learners a step's Python
+        overhead is most of its cost, so the numpy views of the tensors the pass made (or reads) are kept for the next
+        step, valid while the env holds those same tensors; the arm means and stream keys, which a reset writes in
+        place, also while their memory is the same (a deep copy of the env has new memory)."""
         B, K = self.num_envs, self.n_arms
         self._uniforms.invalidate()  # the kernel draws the uniforms itself (the same counter-based values)
         h = self.history
-        stats = np.empty((3, B, K), dtype=np.float32)  # counts, sums, theta
-        per_learner = np.empty((3, B), dtype=np.float32)  # reward, regret, cumulative regret
-        steps, truncated = np.empty(B, dtype=np.int64), np.empty(B, dtype=np.bool_)
-        step_obs = np.empty((B, 1), dtype=np.float32)
-        view = self._numpy_view
-        bad = _bandit_step(a.numpy(), view(self.means), view(self._key), view(h.counts), view(h.sums), self._lam32,
-                           view(self._best), view(self.cumulative_regret), view(self.steps), self._max_steps,
-                           stats[0], stats[1], stats[2], per_learner[0], per_learner[1], per_learner[2], steps,
-                           truncated, step_obs)
-        if bad:
+        c = self._fast_cache
+        if (c is not None and c[0] is h.counts and c[1] is h.sums and c[2] is self.cumulative_regret
+                and c[3] is self.steps and c[4] is self.means and c[5] is self._best and c[6] is self._key
+                and c[7] == self.means.data_ptr() and c[8] == self._key.data_ptr()):
+            counts, sums, cumulative, steps, means, best, key = c[9]
+        else:
+            counts, sums, cumulative, steps, means, best, key = (
+                t.numpy() for t in (h.counts, h.sums, self.cumulative_regret, self.steps, self.means, self._best,
+                                    self._key))
+        block = np.empty(3 * B * K + 4 * B, dtype=np.float32)  # counts, sums, theta; reward, regret, cumulative, step
+        stats, per_learner = block[: 3 * B * K].reshape(3, B, K), block[3 * B * K :].reshape(4, B)
+        steps_out, truncated = np.empty(B, dtype=np.int64), np.empty(B, dtype=np.bool_)
+        if _bandit_step(a.numpy(), means, key, counts, sums, self._lam32, best, cumulative, steps, self._max_steps,
+                        stats, per_learner, steps_out, truncated):
             return None
-        counts, sums, theta, reward, regret, cumulative, steps_t, truncated_t = (
-            torch.from_numpy(x) for x in (*stats, *per_learner, steps, truncated))
-        made = ((counts, stats[0]), (sums, stats[1]), (cumulative, per_learner[2]), (steps_t, steps),
-                *((t, view(t)) for t in (self.means, self._best, self._key)))
-        self._numpy_views = {id(t): (t, array, t.data_ptr()) for t, array in made}
-        self.history = ArmHistory(counts, sums, None, None)
-        self.pulls, self.theta, self.steps, self.cumulative_regret = counts, theta, steps_t, cumulative
-        self._step_obs = (steps_t, torch.from_numpy(step_obs))
-        info = {"regret": regret, "cumulative_regret": cumulative, "arm": a, "best_arm": self._best_arm}
+        counts_t, sums_t, theta_t, reward, regret, cumulative_t, steps_t, truncated_t = (
+            torch.from_numpy(x) for x in (stats[0], stats[1], stats[2], per_learner[0], per_learner[1],
+                                          per_learner[2], steps_out, truncated))
+        self._fast_cache = (counts_t, sums_t, cumulative_t, steps_t, self.means, self._best, self._key,
+                            self.means.data_ptr(), self._key.data_ptr(),
+                            (stats[0], stats[1], per_learner[2], steps_out, means, best, key))
+        self.history = ArmHistory(counts_t, sums_t, None, None)
+        self.pulls, self.theta, self.steps, self.cumulative_regret = counts_t, theta_t, steps_t, cumulative_t
+        self._step_obs = (steps_t, torch.from_numpy(per_learner[3].reshape(B, 1)))
+        info = {"regret": regret, "cumulative_regret": cumulative_t, "arm": a, "best_arm": self._best_arm}
         return reward, torch.from_numpy(np.zeros(B, dtype=np.bool_)), truncated_t, info
-
-    def _numpy_view(self, tensor: Tensor) -> np.ndarray:
-        """The numpy view of a CPU tensor, from the fast path's cache when the tensor is one it made or saw (and
-        still has the same memory: a copied env's cache does not count)."""
-        hit = self._numpy_views.get(id(tensor))
-        if hit is not None and hit[0] is tensor and hit[2] == tensor.data_ptr():
-            return hit[1]
-        return tensor.numpy()
 
     def _observe(self) -> dict[str, Tensor]:
         obs = {"theta": self.theta, "counts": self.history.counts, "pulls": self.pulls}
@@ -347,13 +346,13 @@ class BanditVectorEnv(BatchedVectorEnv):
 
 
 @numba.njit(cache=True, nogil=True)
-def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, max_steps,
-                 counts_out, sums_out, theta_out, reward_out, regret_out, cumulative_out, steps_out, truncated_out,
-                 step_obs_out):
+def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, max_steps, stats, per_learner,
+                 steps_out, truncated_out):
     """One pull per learner (float32, full history): reward 1[u < mu] with the learner's counter-based uniform
     u = uniform(key, step); the arm's new count and reward sum; ridge means sum / (count + lam), 0 where
-    count + lam = 0 (as :meth:`ArmHistory.means`); pseudo-regret; the step count. Returns True, and writes nothing,
-    if an arm is out of range."""
+    count + lam = 0 (as :meth:`ArmHistory.means`); pseudo-regret; the step count. Writes counts, sums and means
+    into ``stats`` (3, B, K) and reward, regret, cumulative regret and the step (as float32) into ``per_learner``
+    (4, B). Returns True, and writes nothing, if an arm is out of range."""
     B, K = counts.shape
     for b in range(B):
         if arms[b] < 0 or arms[b] >= K:
@@ -364,21 +363,21 @@ def _bandit_step(arms, means, key, counts, sums, lam, best, cumulative, steps, m
         mu = means[b, arm]
         r = one if crandom.uniform_one(key[b], steps[b]) < mu else zero
         for k in range(K):
-            counts_out[b, k] = counts[b, k]
-            sums_out[b, k] = sums[b, k]
-        counts_out[b, arm] += one
-        sums_out[b, arm] += r
+            stats[0, b, k] = counts[b, k]
+            stats[1, b, k] = sums[b, k]
+        stats[0, b, arm] += one
+        stats[1, b, arm] += r
         for k in range(K):
-            denominator = counts_out[b, k] + lam
-            theta_out[b, k] = sums_out[b, k] / denominator if denominator > zero else zero
-        reward_out[b] = r
+            denominator = stats[0, b, k] + lam
+            stats[2, b, k] = stats[1, b, k] / denominator if denominator > zero else zero
+        per_learner[0, b] = r
         regret = best[b] - mu
-        regret_out[b] = regret
-        cumulative_out[b] = cumulative[b] + regret
+        per_learner[1, b] = regret
+        per_learner[2, b] = cumulative[b] + regret
         step = steps[b] + 1
         steps_out[b] = step
         truncated_out[b] = step >= max_steps
-        step_obs_out[b, 0] = np.float32(step)
+        per_learner[3, b] = np.float32(step)
     return False
 
 
