@@ -13,6 +13,7 @@ from torch import Tensor
 
 from agents.base import Agent
 from agents.selection import SelectionAgent
+from reciprocal_gym.arguments import Choice, Real
 
 
 class UCB1Agent(SelectionAgent):
@@ -44,13 +45,13 @@ class ThompsonAgent(Agent):
 
     conditions = {"randomized": True, "regularized": False, "lipschitz": "smooth, not uniformly (sharpens with n)"}
 
+    ARGUMENTS = {"kind": Choice(("beta", "gaussian")), "lam": Real(0.0, 1e8),
+                 "noise_std": Real(0.0, 1e6, open_low=True)}
+
     def __init__(self, kind: str = "beta", lam: float = 1.0, noise_std: float = 1.0, seed: int | None = None) -> None:
-        if kind not in ("beta", "gaussian"):
-            raise ValueError(f"kind={kind!r} is not allowed; choose 'beta' or 'gaussian'")
-        if not lam >= 0:
-            raise ValueError(f"lam={lam!r} is not allowed; it must be >= 0")
-        if not noise_std > 0:
-            raise ValueError(f"noise_std={noise_std!r} is not allowed; it must be > 0")
+        values = {"kind": kind, "lam": lam, "noise_std": noise_std}
+        for name, spec in self.ARGUMENTS.items():
+            spec.check(name, values[name])
         self.kind, self.lam, self.noise_std = kind, float(lam), float(noise_std)
         super().__init__(seed)
 
@@ -83,9 +84,10 @@ class LinUCBAgent(Agent):
 
     conditions = {"randomized": False, "regularized": False, "lipschitz": "no"}
 
+    ARGUMENTS = {"alpha": Real(0.0, 1e6)}
+
     def __init__(self, alpha: float = 1.0, seed: int | None = None) -> None:
-        if not alpha >= 0:
-            raise ValueError(f"alpha={alpha!r} is not allowed; it must be >= 0")
+        self.ARGUMENTS["alpha"].check("alpha", alpha)
         self.alpha = float(alpha)
         super().__init__(seed)
 

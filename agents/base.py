@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reciprocal_gym.arguments import check_seed
+
 
 class Agent:
     """Base class: a seeded, resettable policy acting on a batch of observations.
@@ -23,6 +25,7 @@ class Agent:
         """Re-seed the agent's generator (a random seed when None)."""
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**62))
+        check_seed(seed)
         self.generator.manual_seed(int(seed))
 
     def act(self, obs: dict[str, Tensor]) -> Tensor:

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from agents.base import Agent
+from reciprocal_gym.arguments import Choice, Flag, Integer, Real
 
 Criterion = Callable[[dict[str, Tensor]], Tensor]
 
@@ -133,6 +134,16 @@ class SelectionAgent(Agent):
         seed: seed of the agent's generator.
     """
 
+    ARGUMENTS = {
+        "rule": Choice(RULES),
+        # below 1e-8 softmax is argmax to rounding for any scores the criteria give; above 1e8 it is uniform
+        "tau": Real(1e-8, 1e8),
+        "epsilon": Real(0.0, 1.0),
+        "k": Integer(1),
+        "law": Flag(),
+    }
+    """What each argument allows (and ``criterion``: a name in :data:`CRITERIA` or a callable; ``seed``)."""
+
     def __init__(
         self,
         criterion: str | Criterion = "confidence",
@@ -143,22 +154,17 @@ class SelectionAgent(Agent):
         law: bool = False,
         seed: int | None = None,
     ) -> None:
-        if isinstance(criterion, str):
-            if criterion not in CRITERIA:
+        if isinstance(criterion, str) or not callable(criterion):
+            if not isinstance(criterion, str) or criterion not in CRITERIA:
                 raise ValueError(
                     f"criterion={criterion!r} is not known; choose one of {tuple(CRITERIA)} or pass a function"
                 )
             criterion = CRITERIA[criterion]
         if not callable(criterion):
             raise ValueError("criterion must be a name or a function obs -> scores")
-        if rule not in RULES:
-            raise ValueError(f"rule={rule!r} is not allowed; choose one of {RULES}")
-        if not tau > 0:
-            raise ValueError(f"tau={tau!r} is not allowed; it must be > 0")
-        if not 0 <= epsilon <= 1:
-            raise ValueError(f"epsilon={epsilon!r} is not allowed; it must be in [0, 1]")
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k={k!r} is not allowed; it must be a positive int")
+        values = {"rule": rule, "tau": tau, "epsilon": epsilon, "k": k, "law": law}
+        for name, spec in self.ARGUMENTS.items():
+            spec.check(name, values[name])
         self.criterion, self.rule, self.tau, self.epsilon, self.k, self.law = criterion, rule, tau, epsilon, k, law
         super().__init__(seed)
 
@@ -179,6 +185,9 @@ class SelectionAgent(Agent):
         """The rule's law for given scores (B, n) and mask; ``tau`` may be a per-learner (B, 1) tensor."""
         tau = self.tau if tau is None else tau
         scores = scores.to(torch.float64)
+        if bool((mask & torch.isnan(scores)).any()):
+            raise ValueError("the criterion gave NaN scores for selectable points; a criterion must return real "
+                             "scores (+inf / -inf allowed)")
         first = mask & torch.isposinf(scores)
         if bool(first.any()):  # +inf scores come first: uniform over them (the limit of every rule)
             has = first.any(-1, keepdim=True)
@@ -186,10 +195,12 @@ class SelectionAgent(Agent):
             mask = torch.where(has, first, mask)
         if self.rule == "random":
             law = mask.to(torch.float64)
-        elif self.rule == "softmax":
-            law = torch.softmax(torch.where(mask, scores / tau, -torch.inf), dim=-1)
+        elif self.rule == "softmax":  # scores shifted by their maximum first: no inf / inf for a small tau
+            top = torch.where(mask, scores, -torch.inf).amax(-1, keepdim=True)
+            law = torch.softmax(torch.where(mask, (scores - top) / tau, -torch.inf), dim=-1)
         elif self.rule == "sparsemax":
-            law = sparsemax(torch.where(mask, scores, 0.0) / tau, mask)
+            top = torch.where(mask, scores, -torch.inf).amax(-1, keepdim=True)
+            law = sparsemax(torch.where(mask, scores - top, 0.0) / tau, mask)
         else:
             best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
             law = torch.zeros_like(scores).scatter_(1, best, 1.0)

@@ -16,20 +16,21 @@ DEFAULT_DB = Path("results/leaderboard.sqlite")
 
 
 def _leaderboard_run(args: argparse.Namespace) -> int:
-    from reciprocal_gym.leaderboard.run import run_suite
+    from reciprocal_gym.leaderboard.run import preflight, run_suite
     from reciprocal_gym.leaderboard.store import Store
     from reciprocal_gym.leaderboard.suite import load_suite
 
     suite = load_suite(args.suite)
     if args.seeds is not None:
-        if args.seeds < 2:
-            raise SystemExit("--seeds must be >= 2")
+        if not 2 <= args.seeds <= 100_000:
+            raise ValueError(f"--seeds {args.seeds} is not allowed; it must be an int in [2, 100000]")
         suite["seeds"] = args.seeds
+    preflight(suite, args.device, args.seed_offset)  # every task and agent tried once before the store is touched
     store = Store(args.db)
     start = time.perf_counter()
     try:
         run_id = run_suite(suite, store, resume=args.resume, device=args.device, seed_offset=args.seed_offset,
-                           backend=args.backend, address=args.address)
+                           backend=args.backend, address=args.address, check=False)
         info, results = store.run_info(run_id), store.results(run_id)
     finally:
         store.close()
@@ -43,6 +44,8 @@ def _publish(args: argparse.Namespace, info: dict, results: list, header: str) -
 
     rows = report.tables(info, results)
     print(header)
+    if report.status(info):
+        print(report.status(info) + "\n")
     print(report.text_tables(rows))
     for path, text in ((args.markdown, lambda: report.markdown(info, rows)), (args.json, lambda: report.as_json(
             info, rows)), (args.html, lambda: report.html_page(info, rows, results))):
@@ -56,9 +59,7 @@ def _publish(args: argparse.Namespace, info: dict, results: list, header: str) -
 def _leaderboard_show(args: argparse.Namespace) -> int:
     from reciprocal_gym.leaderboard.store import Store
 
-    if not Path(args.db).is_file():
-        raise SystemExit(f"no results store at {args.db}; run `reciprocal-gym leaderboard run` first")
-    store = Store(args.db)
+    store = Store(args.db, readonly=True)
     try:
         run_id = args.run if args.run is not None else store.latest_run(args.suite)
         if run_id is None:
@@ -142,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as exc:
+    except ValueError as exc:  # input mistakes: a suite, a setting, the database (StoreError, SuiteError)
         print(f"reciprocal-gym: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("reciprocal-gym: interrupted; finished units are stored (continue with --resume)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

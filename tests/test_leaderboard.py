@@ -120,7 +120,7 @@ def test_statistics():
     assert probability_of_improvement(better, worse) == pytest.approx((3.5 / 4 + 0.5) / 2)
 
 
-def test_builtin_suites_load_and_bad_suites_are_refused(tmp_path):
+def test_builtin_suites_load_and_bad_suites_are_refused(tmp_path, capsys):
     quick, full = load_suite("quick"), load_suite("full")
     assert quick["seeds"] >= 20 and full["seeds"] >= 20
     assert {t["env"] for t in full["tasks"]} >= {"Reciprocal-SelfTrain-v0", "Reciprocal-ActiveLearn-v0",
@@ -132,19 +132,19 @@ def test_builtin_suites_load_and_bad_suites_are_refused(tmp_path):
         load_suite(str(_suite(tmp_path, tasks=[dict(TINY["tasks"][0], agents=["random", "ghost"])])))
     with pytest.raises(ValueError, match="seeds"):
         load_suite(str(_suite(tmp_path, seeds=1)))
-    with pytest.raises(SystemExit, match="no results store"):
-        main(["leaderboard", "show", "--db", str(tmp_path / "missing.sqlite")])
+    assert main(["leaderboard", "show", "--db", str(tmp_path / "missing.sqlite")]) == 2
+    assert "no results store" in capsys.readouterr().err
 
 
-def test_store_keeps_versions_and_refuses_duplicates(tmp_path):
+def test_store_keeps_versions_and_writes_a_unit_once(tmp_path):
     store = Store(tmp_path / "s.sqlite")
     run = store.start_run(TINY, {"device": "cpu"}, resume=False)
     info = store.run_info(run)
     assert "torch" in info["versions"] and info["suite"] == "tiny"
     row = {"seed": 0, "final": 1.0, "auc": 0.5, "reference": 1.0, "verdict": "undecided", "curve": [1.0]}
-    store.write_unit(run, "st", "random", [row])
-    with pytest.raises(sqlite3.IntegrityError):
-        store.write_unit(run, "st", "random", [row])
+    assert store.write_unit(run, "st", "random", [row])
+    assert not store.write_unit(run, "st", "random", [dict(row, final=0.0)])  # stored already: not written again
+    assert [r["final"] for r in store.results(run)] == [1.0]
     assert store.start_run(TINY, {"device": "cpu"}, resume=True) == run
     assert report.scores(store.results(run))["random"]["st"].tolist() == [0.0]
 

@@ -70,8 +70,13 @@ def test_blocked_threaded_newton_equals_learner_by_learner_fits(C):
     torch.testing.assert_close(batched.theta, single_thread.theta, rtol=0, atol=1e-12)
     for b in (0, 137, 299):
         alone = fit_ridge_logistic(X[b : b + 1], w[b : b + 1], Q[b : b + 1], 0.01, solver="newton")
-        torch.testing.assert_close(batched.theta[b], alone.theta[0], rtol=0, atol=1e-10)
-        assert int(batched.iterations[b]) == int(alone.iterations[0])
+        # a batched product may round differently from a single one: the last step is taken or not as the gradient
+        # norm lands on either side of tol, so the counts agree within one; both solutions lie within tol / lam of
+        # the minimizer (lam-strong convexity), and equal counts mean the same steps (equal to rounding)
+        gap = abs(int(batched.iterations[b]) - int(alone.iterations[0]))
+        assert gap <= 1
+        atol = 1e-10 if gap == 0 else 2 * 1e-8 / 0.01
+        torch.testing.assert_close(batched.theta[b], alone.theta[0], rtol=0, atol=atol)
 
 
 def test_soft_labels_equal_weighted_duplicates():

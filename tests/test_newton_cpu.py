@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from reciprocal_gym.learners import fit_ridge_logistic, newton_cpu
+from reciprocal_gym.learners.logistic import default_tol
 
 
 def _problem(B=40, n=30, p=8, seed=0, dtype=torch.float64, pad=True):
@@ -22,6 +23,22 @@ def _problem(B=40, n=30, p=8, seed=0, dtype=torch.float64, pad=True):
     return X, w, Q
 
 
+def _assert_same_solution(compiled, reference, lam, dtype):
+    """What the two backends guarantee on any CPU: both stop at a gradient norm <= tol, so their iteration counts
+    differ by at most one (the last step is taken or not as the norm lands on either side of tol, which depends on
+    rounding), and by lam-strong convexity each solution lies within tol / lam of the exact minimizer: they are
+    within 2 tol / lam of each other. Where the counts agree the two ran the same steps: equal to rounding (atol)."""
+    tol = default_tol(dtype)
+    gap = (compiled.iterations - reference.iterations).abs()
+    assert int(gap.max()) <= 1, gap
+    same = gap == 0
+    assert float(same.double().mean()) >= 0.5  # the iterations differ only for learners that end near tol
+    atol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(compiled.theta[same], reference.theta[same], atol=atol, rtol=0)
+    bound = 2 * tol / lam + atol
+    assert float((compiled.theta - reference.theta).norm(dim=1).max()) <= bound
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_compiled_equals_torch_backend(dtype):
     X, w, Q = _problem(dtype=dtype)
@@ -30,10 +47,10 @@ def test_compiled_equals_torch_backend(dtype):
         compiled = fit_ridge_logistic(X, w, Q, 0.01, theta0=theta0, backend="compiled")
         reference = fit_ridge_logistic(X, w, Q, 0.01, theta0=theta0, backend="torch")
         assert bool(compiled.converged.all()) and bool(reference.converged.all())
-        assert torch.equal(compiled.iterations, reference.iterations)
+        _assert_same_solution(compiled, reference, 0.01, dtype)
+        same = compiled.iterations == reference.iterations  # the same steps: the same Hessian to rounding
         atol = 1e-10 if dtype == torch.float64 else 1e-4
-        torch.testing.assert_close(compiled.theta, reference.theta, atol=atol, rtol=0)
-        torch.testing.assert_close(compiled.gamma, reference.gamma, atol=atol, rtol=1e-6)
+        torch.testing.assert_close(compiled.gamma[same], reference.gamma[same], atol=atol, rtol=1e-6)
         # the empty training set leaves only the penalty: theta = 0 (exactly from a zero start)
         assert torch.all(compiled.theta[0] == 0) if theta0 is None else float(compiled.theta[0].abs().max()) < atol
     assert compiled.theta.dtype == dtype and compiled.grad_norm.dtype == dtype
@@ -95,7 +112,7 @@ def test_singular_hessian_falls_back_to_the_jittered_torch_solve():
     reference = fit_ridge_logistic(X, w, Q, 0.0, max_iter=30, backend="torch")
     assert bool(torch.isfinite(compiled.theta).all())
     torch.testing.assert_close(compiled.theta, reference.theta, atol=1e-12, rtol=0)
-    torch.testing.assert_close(compiled.iterations, reference.iterations)
+    assert int((compiled.iterations - reference.iterations).abs().max()) <= 1
 
 
 def test_iteration_cap_matches_the_torch_backend():
@@ -140,6 +157,4 @@ def test_fewer_atoms_than_parameters_take_the_atom_system(dtype, lam):
         compiled = fit_ridge_logistic(X, w, Q, lam, theta0=theta0, backend="compiled", compute_gamma=False)
         reference = fit_ridge_logistic(X, w, Q, lam, theta0=theta0, backend="torch", compute_gamma=False)
         assert bool(compiled.converged.all()) and bool(reference.converged.all())
-        assert torch.equal(compiled.iterations, reference.iterations)
-        atol = 1e-10 if dtype == torch.float64 else 1e-4
-        torch.testing.assert_close(compiled.theta, reference.theta, atol=atol, rtol=0)
+        _assert_same_solution(compiled, reference, lam, dtype)

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from reciprocal_gym.arguments import MAX_SEED, Integer, Real, show
+
 BUNDLED = ("breast_cancer", "wine", "digits", "iris")
 SYNTHETIC = ("moons", "blobs")
 DATASETS = BUNDLED + SYNTHETIC
@@ -44,32 +46,97 @@ class Dataset:
         return self.X.shape[1]
 
 
-def from_arrays(X: Any, y: Any, name: str = "user") -> Dataset:
-    """Check user arrays and recode the labels (any hashable values) to 0..C-1.
+MAX_FEATURE = 1e100
+"""Largest feature magnitude accepted: the standardization squares the features, and 1e100 keeps the squares and
+their sums finite in float64. Rescale larger features (e.g. to other units) before passing them."""
 
-    Raises:
-        ValueError: X not 2-D, X or y with NaN/inf, lengths that differ, fewer than two classes.
-    """
+MAX_FEATURE_FLOAT32 = 1e18
+"""Largest feature magnitude a float32 pool env accepts: it keeps the raw rows and their products with the
+standardization's folded weights finite in float32."""
+
+MAX_CLASSES = 1000
+
+
+def real_array(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 array; a clear error for complex, text, object or ragged input (nothing dropped)."""
+    if value is None:
+        raise ValueError(f"{name}=None is not allowed; it must be an array of real numbers")
     try:
-        X = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"X must be a numeric 2-D array (n_samples, n_features): {exc}") from exc
+        raw = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be an array of real numbers with a regular shape: {exc}") from exc
+    if raw.dtype.kind == "c":
+        raise ValueError(f"{name} has complex values (dtype {raw.dtype}); it must be real (imaginary parts are not "
+                         "dropped silently: pass the real part, or both parts as separate columns)")
+    if raw.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be an array of real numbers, got dtype {raw.dtype} (e.g. {show(raw.flat[0])})"
+                         if raw.size else f"{name} must be an array of real numbers, got dtype {raw.dtype}")
+    return raw.astype(np.float64)
+
+
+def check_features(name: str, X: np.ndarray) -> None:
+    """Raise unless the 2-D float array ``X`` is non-empty, finite and within :data:`MAX_FEATURE`."""
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"X must be a non-empty 2-D array (n_samples, n_features), got shape {X.shape}")
+        raise ValueError(f"{name} must be a non-empty 2-D array (n_samples, n_features), got shape {X.shape}")
     if not np.isfinite(X).all():
         bad = int((~np.isfinite(X)).any(axis=1).sum())
-        raise ValueError(f"X contains NaN or inf in {bad} row(s); all feature values must be finite")
+        raise ValueError(f"{name} contains NaN or inf in {bad} row(s); all feature values must be finite")
+    largest = float(np.abs(X).max())
+    if largest > MAX_FEATURE:
+        raise ValueError(f"{name} has features as large as {largest:.3g}; the largest magnitude allowed is "
+                         f"{MAX_FEATURE:g} (the standardization would overflow): rescale the features")
+
+
+def encode_labels(name: str, y: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(classes, codes) of class labels ``y`` (ints, integer-valued floats, strings or bools, not mixed)."""
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array of labels, got shape {y.shape}")
-    if len(y) != len(X):
-        raise ValueError(f"X and y must have the same length: X has {len(X)} rows, y has {len(y)} labels")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError("y contains NaN or inf; labels must be finite class values")
-    classes, codes = np.unique(y, return_inverse=True)
+        raise ValueError(f"{name} must be a 1-D array of labels, got shape {y.shape}")
+    if len(y) != n_rows:
+        raise ValueError(f"X and {name} must have the same length: X has {n_rows} rows, {name} has {len(y)} labels")
+    if y.dtype.kind == "c":
+        raise ValueError(f"{name} has complex values (dtype {y.dtype}); labels must be class values")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all():
+            raise ValueError(f"{name} contains NaN or inf; labels must be finite class values")
+        fractional = y[y != np.round(y)]
+        if len(fractional):
+            raise ValueError(f"{name} has non-integer values (e.g. {float(fractional[0])!r}): it looks like a "
+                             "regression target; the learners are classifiers, so give class labels (ints or strings)")
+    if y.dtype.kind == "O":
+        kinds = {type(v).__name__ for v in y}
+        if any(v is None or (isinstance(v, float) and not np.isfinite(v)) for v in y):
+            raise ValueError(f"{name} contains None or NaN; every row needs a class label")
+        if len({"str" if k in ("str", "str_") else "number" for k in kinds}) > 1:
+            raise ValueError(f"{name} mixes label types ({', '.join(sorted(kinds))}); give labels of one kind, "
+                             "e.g. all ints or all strings")
+    if y.dtype.kind not in "biufUSO":
+        raise ValueError(f"{name} must hold class labels (ints or strings), got dtype {y.dtype}")
+    try:
+        classes, codes = np.unique(y, return_inverse=True)
+    except TypeError as exc:
+        raise ValueError(f"{name} holds labels that cannot be ordered ({exc}); give ints or strings") from exc
     if len(classes) < 2:
-        raise ValueError(f"y must contain at least two classes, got {len(classes)}")
-    return Dataset(name=name, X=X, y=codes.astype(np.int64), classes=classes)
+        raise ValueError(f"{name} must contain at least two classes, got {len(classes)}")
+    if len(classes) > min(MAX_CLASSES, n_rows / 2):
+        raise ValueError(f"{name} has {len(classes)} distinct values in {n_rows} rows: too many classes for a "
+                         f"classification set (at most {MAX_CLASSES} and at most one class per two rows); "
+                         "is it a regression target?")
+    return classes, codes.astype(np.int64).reshape(-1)
+
+
+def from_arrays(X: Any, y: Any, name: str = "user") -> Dataset:
+    """Check user arrays and recode the labels (ints, integer-valued floats, strings) to 0..C-1.
+
+    Raises:
+        ValueError: X not a 2-D real array (complex and text are refused, not converted), X with NaN/inf or
+            features beyond :data:`MAX_FEATURE`; y not 1-D, with NaN, non-integer floats (a regression target),
+            mixed label types, fewer than two classes or more classes than half the rows; lengths that differ.
+    """
+    X = real_array("X", X)
+    check_features("X", X)
+    classes, codes = encode_labels("y", y, len(X))
+    return Dataset(name=name, X=X, y=codes, classes=classes)
 
 
 def load_dataset(name: str, **params: Any) -> Dataset:
@@ -85,6 +152,8 @@ def load_dataset(name: str, **params: Any) -> Dataset:
     - ``blobs``: Gaussian classes with identity covariance, means at ``separation`` times random unit directions.
       ``n_samples=500``, ``n_features=2``, ``n_classes=2``, ``separation=2.0``, ``label_noise=0.0``, ``seed=0``.
     """
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"dataset={show(name)} is not known; choose one of {DATASETS} or pass X and y arrays")
     if name in BUNDLED:
         if params:
             raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(params)}")
@@ -92,20 +161,29 @@ def load_dataset(name: str, **params: Any) -> Dataset:
 
         X, y = getattr(skd, f"load_{name}")(return_X_y=True)
         return from_arrays(X, y, name=name)
-    if name == "moons":
-        return _moons(**params)
-    if name == "blobs":
-        return _blobs(**params)
-    raise ValueError(f"dataset={name!r} is not known; choose one of {DATASETS} or pass X and y arrays")
+    maker = {"moons": _moons, "blobs": _blobs}[name]
+    unknown = sorted(set(params) - set(SYNTHETIC_PARAMS[name]))
+    if unknown:
+        raise ValueError(f"dataset_kwargs {unknown} are not parameters of {name!r}; allowed: "
+                         f"{tuple(SYNTHETIC_PARAMS[name])}")
+    for key, value in params.items():
+        SYNTHETIC_PARAMS[name][key].check(f"dataset_kwargs[{key!r}]", value)
+    return maker(**params)
+
+
+_COMMON = {"n_samples": Integer(4, 10_000_000), "label_noise": Real(0.0, 1.0, open_high=True),
+           "seed": Integer(0, MAX_SEED)}
+SYNTHETIC_PARAMS = {
+    "moons": {**_COMMON, "noise": Real(0.0, 1e6)},
+    "blobs": {**_COMMON, "n_features": Integer(1, 10_000), "n_classes": Integer(2, MAX_CLASSES),
+              "separation": Real(0.0, 1e6)},
+}
+"""The parameters of the synthetic datasets and what each allows."""
 
 
 def _check_params(name: str, n_samples: int, label_noise: float, seed: int) -> None:
-    if not isinstance(n_samples, (int, np.integer)) or n_samples < 4:
-        raise ValueError(f"n_samples={n_samples!r} is not allowed for {name!r}; it must be an int >= 4")
-    if not (0.0 <= label_noise < 1.0):
-        raise ValueError(f"label_noise={label_noise!r} is not allowed; it must be in [0, 1)")
-    if not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed={seed!r} is not allowed; it must be an int")
+    for key, value in (("n_samples", n_samples), ("label_noise", label_noise), ("seed", seed)):
+        _COMMON[key].check(key, value)
 
 
 def _flip(y: np.ndarray, n_classes: int, label_noise: float, rng: np.random.Generator) -> np.ndarray:
@@ -119,8 +197,7 @@ def _flip(y: np.ndarray, n_classes: int, label_noise: float, rng: np.random.Gene
 
 def _moons(n_samples: int = 500, noise: float = 0.2, label_noise: float = 0.0, seed: int = 0) -> Dataset:
     _check_params("moons", n_samples, label_noise, seed)
-    if not (noise >= 0 and np.isfinite(noise)):
-        raise ValueError(f"noise={noise!r} is not allowed; it must be a finite number >= 0")
+    SYNTHETIC_PARAMS["moons"]["noise"].check("noise", noise)
     rng = np.random.default_rng(seed)
     n0 = n_samples // 2
     angle = np.concatenate([np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n_samples - n0)])
@@ -145,12 +222,11 @@ def _blobs(
     seed: int = 0,
 ) -> Dataset:
     _check_params("blobs", n_samples, label_noise, seed)
-    if not isinstance(n_features, (int, np.integer)) or n_features < 1:
-        raise ValueError(f"n_features={n_features!r} is not allowed; it must be an int >= 1")
-    if not isinstance(n_classes, (int, np.integer)) or not (2 <= n_classes <= n_samples):
-        raise ValueError(f"n_classes={n_classes!r} is not allowed; it must be an int in [2, n_samples]")
-    if not (separation >= 0 and np.isfinite(separation)):
-        raise ValueError(f"separation={separation!r} is not allowed; it must be a finite number >= 0")
+    for key, value in (("n_features", n_features), ("n_classes", n_classes), ("separation", separation)):
+        SYNTHETIC_PARAMS["blobs"][key].check(key, value)
+    if n_classes > n_samples // 2:
+        raise ValueError(f"n_classes={n_classes!r} is not allowed with n_samples={n_samples}; it must be at most "
+                         "n_samples / 2")
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((n_classes, n_features))
     directions /= np.linalg.norm(directions, axis=1, keepdims=True)

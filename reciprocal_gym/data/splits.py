@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from reciprocal_gym.data.datasets import Dataset, from_arrays
+from reciprocal_gym.data.datasets import Dataset, check_features, from_arrays, real_array
 
 PARTS = ("labeled", "pool", "val", "test")
 
@@ -112,11 +112,15 @@ def _stratified_head(y: np.ndarray, order: np.ndarray, n: int) -> np.ndarray:
     return np.sort(np.asarray(picked, dtype=np.int64))
 
 
+def standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the rows of X; a constant feature keeps scale 1 (finite for |X| <= MAX_FEATURE)."""
+    scale = X.std(axis=0)
+    return X.mean(axis=0), np.where(scale > 1e-12, scale, 1.0)
+
+
 def _statistics(X: np.ndarray, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Mean and scale of the non-test rows (labeled + pool + validation); a constant feature keeps scale 1."""
-    fit_rows = X[np.concatenate([rows[k] for k in ("labeled", "pool", "val")])]
-    scale = fit_rows.std(axis=0)
-    return fit_rows.mean(axis=0), np.where(scale > 1e-12, scale, 1.0)
+    return standardization(X[np.concatenate([rows[k] for k in ("labeled", "pool", "val")])])
 
 
 def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, stratify: bool = True) -> Split:
@@ -143,10 +147,24 @@ def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, st
     return Split(rows=rows, y={k: dataset.y[v] for k, v in rows.items()}, mean=mean, scale=scale)
 
 
+def _check_disjoint(parts: dict[str, np.ndarray]) -> None:
+    """Raise if a feature row occurs in two parts (exact equality)."""
+    earlier: dict[str, set[bytes]] = {}
+    for key, X in parts.items():
+        rows = {np.ascontiguousarray(row + 0.0).tobytes() for row in X}  # + 0.0: -0.0 and 0.0 are one value
+        for other, other_rows in earlier.items():
+            shared = len(rows & other_rows)
+            if shared:
+                raise ValueError(f"split parts overlap: {shared} feature row(s) of split[{key!r}] also appear in "
+                                 f"split[{other!r}]; the parts must be disjoint (remove the duplicates)")
+        earlier[key] = rows
+
+
 def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Dataset, Split]:
     """A fixed split given by the user: ``{"labeled": (X, y), "pool": (X, y), "val": (X, y), "test": (X, y)}``.
 
-    Returns the parts stacked as one dataset (labels recoded jointly) and the split into it.
+    Returns the parts stacked as one dataset (labels recoded jointly) and the split into it. A feature row that
+    appears in two parts (e.g. test rows that are also labeled rows) is refused: it would leak between them.
     """
     if not isinstance(parts, dict) or set(parts) != set(PARTS):
         got = sorted(parts) if isinstance(parts, dict) else type(parts).__name__
@@ -156,18 +174,20 @@ def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Dataset, Split
         pair = parts[key]
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise ValueError(f"split[{key!r}] must be an (X, y) pair")
-        Xk, yk = np.asarray(pair[0], dtype=np.float64), np.asarray(pair[1])
-        if Xk.ndim != 2 or len(Xk) == 0:
-            raise ValueError(f"split[{key!r}] X must be a non-empty 2-D array, got shape {Xk.shape}")
-        if not np.isfinite(Xk).all():
-            raise ValueError(f"split[{key!r}] X contains NaN or inf; all feature values must be finite")
+        Xk, yk = real_array(f"split[{key!r}] X", pair[0]), np.asarray(pair[1])
+        check_features(f"split[{key!r}] X", Xk)
         if yk.ndim != 1 or len(yk) != len(Xk):
             raise ValueError(f"split[{key!r}]: X has {len(Xk)} rows but y has shape {yk.shape}")
         arrays.append((Xk, yk))
     widths = {k: a[0].shape[1] for k, a in zip(PARTS, arrays, strict=True)}
     if len(set(widths.values())) != 1:
         raise ValueError(f"split parts must have the same number of features, got {widths}")
-    full = from_arrays(np.concatenate([a[0] for a in arrays]), np.concatenate([a[1] for a in arrays]), name="split")
+    _check_disjoint({k: a[0] for k, a in zip(PARTS, arrays, strict=True)})
+    try:
+        labels = np.concatenate([a[1] for a in arrays])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"split labels must be of one kind in every part (ints or strings): {exc}") from exc
+    full = from_arrays(np.concatenate([a[0] for a in arrays]), labels, name="split")
     bounds = np.cumsum([0] + [len(a[1]) for a in arrays])
     rows = {k: np.arange(bounds[i], bounds[i + 1]) for i, k in enumerate(PARTS)}
     mean, scale = _statistics(full.X, rows)

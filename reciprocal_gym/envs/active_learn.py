@@ -11,11 +11,11 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, Integer, Real, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.state import ReciprocalState
-from reciprocal_gym.envs.base import SingleEnv, register_env
-from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
+from reciprocal_gym.envs.base import SingleEnv, action_tensor, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
 
 MODES = ("pool", "stream")
@@ -26,23 +26,16 @@ EVICTIONS = ("oldest", "chosen")
 class ActiveLearnConfig(PoolConfig):
     """Validated settings of an active-learning environment (see :class:`ActiveLearnVectorEnv`)."""
 
-    mode: str = "pool"
-    label_noise: float = 0.0
-    query_cost: float = 0.0
-    budget: int = 40
-    evict: str = "oldest"
+    mode: str = setting("pool", Choice(MODES))
+    label_noise: float = setting(0.0, Real(0.0, 1.0, open_high=True))
+    query_cost: float = setting(0.0, Real(0.0, 1e6))
+    budget: int = setting(40, Integer(1))
+    evict: str = setting("oldest", Choice(EVICTIONS))
 
     adaptations = ("add", "swap", "expected")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_choice("mode", self.mode, MODES)
-        check_choice("evict", self.evict, EVICTIONS)
-        check_number("label_noise", self.label_noise, 0.0, high=1.0)
-        if self.label_noise >= 1.0:
-            raise ValueError(f"label_noise={self.label_noise!r} is not allowed; it must be in [0, 1)")
-        check_number("query_cost", self.query_cost, 0.0)
-        check_positive_int("budget", self.budget)
         if self.budget < self.k:
             raise ValueError(f"budget={self.budget!r} is not allowed; it must pay for one query of k={self.k} labels")
         if self.evict == "chosen" and self.adaptation != "swap":
@@ -236,8 +229,7 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
         return torch.full_like(self.labels_spent, float(self.k))
 
     def _as_tensor(self, actions: Any) -> Tensor:
-        return torch.as_tensor(np.asarray(actions) if not isinstance(actions, Tensor) else actions,
-                               device=self.device)
+        return action_tensor(actions, self.device)
 
     def _step_chosen(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Pool mode with ``evict="chosen"``: the action is k queries followed by k points to remove."""

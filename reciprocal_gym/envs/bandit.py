@@ -12,12 +12,21 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, Integer, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
-from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
+from reciprocal_gym.data.datasets import real_array
+from reciprocal_gym.envs.base import (
+    BatchedVectorEnv,
+    SingleEnv,
+    action_tensor,
+    discrete_actions,
+    register_env,
+    resolve_dtype,
+)
 
 REWARD_DISTS = ("bernoulli", "gaussian")
+MAX_REWARD_SCALE = 1e6  # bound on |means|, prior_mean, prior_std, noise_std: float32 sums of rewards stay finite
 HISTORIES = ("full", "window")
 BANDIT_ADAPTATIONS = ("sample", "expected")
 
@@ -26,37 +35,28 @@ BANDIT_ADAPTATIONS = ("sample", "expected")
 class BanditConfig:
     """Validated settings of a bandit environment (see :class:`BanditVectorEnv` for the meaning)."""
 
-    n_arms: int = 10
-    reward_dist: str = "bernoulli"
+    n_arms: int = setting(10, Integer(2, 100_000))
+    reward_dist: str = setting("bernoulli", Choice(REWARD_DISTS))
     means: Any = None
-    prior_mean: float = 0.0
-    prior_std: float = 1.0
-    noise_std: float = 1.0
-    history: str = "full"
-    window: int = 50
-    lam: float = 1.0
-    adaptation: str = "sample"
-    max_steps: int = 1000
+    prior_mean: float = setting(0.0, Real(-MAX_REWARD_SCALE, MAX_REWARD_SCALE))
+    prior_std: float = setting(1.0, Real(0.0, MAX_REWARD_SCALE))
+    noise_std: float = setting(1.0, Real(0.0, MAX_REWARD_SCALE, open_low=True))
+    history: str = setting("full", Choice(HISTORIES))
+    window: int = setting(50, Integer(1, 1_000_000))
+    lam: float = setting(1.0, Real(0.0, 1e8))
+    adaptation: str = setting("sample", Choice(BANDIT_ADAPTATIONS))
+    max_steps: int = setting(1000, Integer(1, 2**31 - 1))
     dtype: Any = torch.float32
 
     def __post_init__(self) -> None:
-        for name, allowed in (("reward_dist", REWARD_DISTS), ("history", HISTORIES),
-                              ("adaptation", BANDIT_ADAPTATIONS)):
-            check_choice(name, getattr(self, name), allowed)
-        check_positive_int("n_arms", self.n_arms, minimum=2)
-        check_positive_int("window", self.window)
-        check_positive_int("max_steps", self.max_steps)
-        check_number("lam", self.lam, 0.0)
-        check_number("prior_mean", self.prior_mean)
-        check_number("prior_std", self.prior_std, 0.0)
-        check_number("noise_std", self.noise_std, 0.0, strict=True)
+        check_settings(self)
         resolve_dtype(self.dtype)
         if self.means is not None:
-            means = np.asarray(self.means, dtype=np.float64)
+            means = real_array("means", self.means)
             if means.shape != (self.n_arms,):
                 raise ValueError(f"means must have one entry per arm (shape ({self.n_arms},)), got {means.shape}")
-            if not np.isfinite(means).all():
-                raise ValueError("means must be finite")
+            if not np.isfinite(means).all() or np.abs(means).max() > MAX_REWARD_SCALE:
+                raise ValueError(f"means must be finite with |means| <= {MAX_REWARD_SCALE:g}")
             if self.reward_dist == "bernoulli" and ((means < 0) | (means > 1)).any():
                 raise ValueError("means of Bernoulli arms must lie in [0, 1]")
 
@@ -206,9 +206,7 @@ class BanditVectorEnv(BatchedVectorEnv):
     # ----- the reciprocal step --------------------------------------------------------------------------------
     def _check_actions(self, actions: Any) -> Tensor:
         B, K = self.num_envs, self.n_arms
-        a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
-        if a.device != self.device:
-            a = a.to(self.device)
+        a = action_tensor(actions, self.device)
         if self.expected:
             if a.shape != (B, K) or not a.is_floating_point():
                 raise ValueError(f"action must be a float array of shape ({B}, {K}) (a distribution over arms per "

@@ -21,6 +21,8 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
+from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, show
+
 AUTORESET_MODES = {
     "next_step": AutoresetMode.NEXT_STEP,
     "same_step": AutoresetMode.SAME_STEP,
@@ -133,11 +135,33 @@ class BatchedVectorEnv(VectorEnv):
         them (x is None)."""
         raise NotImplementedError(f"{type(self).__name__} has no finite training measure")
 
+    def action_masks(self) -> Tensor:
+        """(B, n) bool mask of the allowed actions, as sb3-contrib's maskable algorithms expect (n = the number of
+        actions, or the sum of ``nvec`` for ``MultiDiscrete``). Every action is allowed here; envs that forbid some
+        (the pool envs) override this. Envs with a continuous (``Box``) action space have no masks."""
+        space = self.single_action_space
+        if isinstance(space, gym.spaces.Discrete):
+            n = int(space.n)
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            n = int(np.sum(space.nvec))
+        else:
+            raise AttributeError(f"{type(self).__name__} has a {space} action space: action masks exist only for "
+                                 "Discrete and MultiDiscrete actions")
+        return torch.ones(self.num_envs, n, dtype=torch.bool, device=self.device)
+
     # ----- seeding --------------------------------------------------------------------------------------------
     def _parse_reset_mask(self, options: dict[str, Any] | None) -> Tensor:
         if options is None or options.get("reset_mask") is None:
             return self._all_rows
-        mask = torch.as_tensor(options["reset_mask"], device=self.device)
+        given = options["reset_mask"]
+        if isinstance(given, Tensor):
+            mask = given.to(self.device)
+        else:
+            raw = np.asarray(given)
+            if raw.dtype != np.bool_:
+                raise ValueError(f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), "
+                                 f"got dtype {raw.dtype} and shape {raw.shape}")
+            mask = torch.as_tensor(raw, device=self.device)
         if mask.dtype != torch.bool or mask.shape != (self.num_envs,):
             raise ValueError(
                 f"options['reset_mask'] must be a bool array of shape ({self.num_envs},), "
@@ -158,17 +182,18 @@ class BatchedVectorEnv(VectorEnv):
             else:
                 self._episodes[idx] += 1
             return
-        if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
-            if seed < 0:
-                raise ValueError(f"seed={seed!r} is not allowed; seeds must be non-negative ints")
-            self._seeds[idx] = int(seed) + idx
-        elif isinstance(seed, (list, tuple, np.ndarray)) and len(seed) == self.num_envs:
-            values = [int(s) for s in seed]
-            if any(s < 0 for s in values):
-                raise ValueError("seed list entries must be non-negative ints")
-            self._seeds[idx] = np.asarray(values, dtype=np.int64)[idx]
+        if isinstance(seed, (list, tuple, np.ndarray)):
+            if len(seed) != self.num_envs:
+                raise ValueError(f"seed has {len(seed)} entries; a list of seeds needs one per learner "
+                                 f"({self.num_envs})")
+            entry = Integer(0, MAX_SEED)
+            for i, s in enumerate(seed):
+                entry.check(f"seed[{i}]", s)
+            self._seeds[idx] = np.asarray([int(s) for s in seed], dtype=np.int64)[idx]
         else:
-            raise ValueError(f"seed must be None, a non-negative int or a list of {self.num_envs} ints, got {seed!r}")
+            # learner i gets seed + i: the whole run of seeds must fit below 2**63
+            check_seed(seed, self.num_envs)
+            self._seeds[idx] = int(seed) + idx
         self._episodes[idx] = 0
         self._seeded = True
 
@@ -306,6 +331,8 @@ class SingleEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if seed is not None:
+            check_seed(seed)
         super().reset(seed=seed)
         if options is not None and "reset_mask" in options:
             raise ValueError("options['reset_mask'] is for vector envs; a single env always resets whole")
@@ -313,12 +340,18 @@ class SingleEnv(gym.Env):
         return self._obs(obs), self._unbatch_info(info)
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        shape = np.shape(action)
-        if shape != self.action_space.shape:
+        if not self.vector_env._has_reset:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        if bool(self.vector_env._needs_reset[0]):
+            raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before "
+                                        "stepping again")
+        a = action_tensor(action, self.vector_env.device)
+        if tuple(a.shape) != self.action_space.shape:
             raise ValueError(
-                f"action must have shape {self.action_space.shape} for {self.action_space}, got shape {shape}"
+                f"action must have shape {self.action_space.shape} for {self.action_space}, got shape "
+                f"{tuple(a.shape)}"
             )
-        obs, reward, terminated, truncated, info = self.vector_env.step(np.asarray(action)[None])
+        obs, reward, terminated, truncated, info = self.vector_env.step(a.unsqueeze(0))
         return (
             self._obs(obs),
             float(reward[0]),
@@ -358,13 +391,50 @@ def register_env(env_id: str, module: str, name: str) -> None:
         gym.register(id=env_id, entry_point=f"{module}:{name}Env", vector_entry_point=f"{module}:{name}VectorEnv")
 
 
+_UNSIGNED = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
+
+
+def action_tensor(actions: Any, device: torch.device) -> Tensor:
+    """Actions as a real-valued tensor on ``device``, whatever numeric form they come in.
+
+    Accepted: a torch tensor on any device (moved to ``device``), a numpy array of any byte order, a list or a
+    number. Unsigned ints are taken as int64 when they fit. Anything else (None, text, objects, complex numbers, a
+    ragged list, a tensor without data) is a ``ValueError`` that says what was given."""
+    if isinstance(actions, Tensor):
+        a = actions
+        if a.device.type == "meta":
+            raise ValueError("action is a tensor on the 'meta' device, which holds no values; give real actions")
+    else:
+        if actions is None:
+            raise ValueError("action=None is not allowed; give one action per learner (an array or a tensor)")
+        try:
+            arr = np.asarray(actions)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"action must be a numeric array with a regular shape: {exc}") from exc
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"action={show(actions)} is not allowed; it must be a numeric array (ints for indices, "
+                             f"floats for distributions), got dtype {arr.dtype}")
+        if not arr.dtype.isnative:  # e.g. big-endian data read from a file: torch takes native byte order only
+            arr = arr.astype(arr.dtype.newbyteorder("="))
+        if arr.dtype.kind == "u":
+            if arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+                raise ValueError(f"action values up to {int(arr.max())} are out of range for an index")
+            arr = arr.astype(np.int64)
+        a = torch.from_numpy(np.array(arr, copy=True) if arr.ndim else arr.reshape(()))
+    if a.is_complex():
+        raise ValueError(f"action has complex dtype {a.dtype}; actions are real numbers")
+    if a.dtype in _UNSIGNED[1:]:
+        if a.numel() and int(a.max()) > np.iinfo(np.int64).max:
+            raise ValueError(f"action values up to {int(a.max())} are out of range for an index")
+        a = a.to(torch.int64)
+    return a if a.device == device else a.to(device)
+
+
 def discrete_actions(actions: Any, num_envs: int, n: int, device: torch.device, what: str) -> Tensor:
     """One index in [0, n) per learner as an int64 tensor on ``device``; a clear error otherwise."""
-    a = actions if isinstance(actions, Tensor) else torch.as_tensor(np.asarray(actions))
-    if a.device != device:
-        a = a.to(device)
+    a = action_tensor(actions, device)
     if tuple(a.shape) != (num_envs,) or a.is_floating_point() or a.dtype == torch.bool:
-        raise ValueError(f"action must be an integer array of shape ({num_envs},) (one {what} per learner), "
+        raise ValueError(f"action must be an integer array of shape ({num_envs},) ({what} per learner), "
                          f"got dtype {a.dtype} and shape {tuple(a.shape)}")
     if bool(torch.div(a, n, rounding_mode="floor").any()):  # nonzero exactly outside [0, n)
         raise ValueError(f"action must be {what} in [0, {n}); got values in [{int(a.min())}, {int(a.max())}]")

@@ -11,47 +11,54 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, Integer, Mapping, Maybe, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
+from reciprocal_gym.data.splits import standardization
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
-from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 SOURCES = ("dataset", "linear")
 HISTORIES = ("full", "window")
+LINEAR_DEFAULTS = {"n_arms": 5, "dim": 5}  # source="linear" when n_arms / dim are not given
 
 
 @dataclass(frozen=True)
 class ContextualBanditConfig:
     """Validated settings of a contextual bandit (see :class:`ContextualBanditVectorEnv` for the meaning)."""
 
-    source: str = "dataset"
-    dataset: str | None = "wine"
-    dataset_kwargs: dict[str, Any] | None = None
+    source: str = setting("dataset", Choice(SOURCES))
+    dataset: str | None = setting("wine", Maybe(Choice(DATASETS)))
+    dataset_kwargs: dict[str, Any] | None = setting(None, Mapping())
     X: Any = None
     y: Any = None
-    n_arms: int = 5
-    dim: int = 5
-    noise_std: float = 0.1
-    history: str = "full"
-    window: int = 100
-    lam: float = 1.0
-    max_steps: int = 500
+    n_arms: int | None = setting(None, Maybe(Integer(2, 1000)))
+    dim: int | None = setting(None, Maybe(Integer(1, 10_000)))
+    noise_std: float = setting(0.1, Real(0.0, 1e6))
+    history: str = setting("full", Choice(HISTORIES))
+    window: int = setting(100, Integer(1, 1_000_000))
+    # the widths grow like 1 / sqrt(lam): the floor keeps them finite in float32
+    lam: float = setting(1.0, Real(1e-8, 1e8))
+    max_steps: int = setting(500, Integer(1, 2**31 - 1))
     dtype: Any = torch.float64
 
     def __post_init__(self) -> None:
-        check_choice("source", self.source, SOURCES)
-        check_choice("history", self.history, HISTORIES)
-        check_positive_int("n_arms", self.n_arms, minimum=2)
-        check_positive_int("dim", self.dim)
-        check_positive_int("window", self.window)
-        check_positive_int("max_steps", self.max_steps)
-        check_number("noise_std", self.noise_std, 0.0)
-        check_number("lam", self.lam, 1e-8)  # the widths grow like 1 / sqrt(lam): keep them finite in float32
+        check_settings(self)
         resolve_dtype(self.dtype)
         if (self.X is None) != (self.y is None):
             raise ValueError("X and y must be given together")
-        if self.source == "dataset" and self.X is None and self.dataset not in DATASETS:
-            raise ValueError(f"dataset={self.dataset!r} is not allowed; choose one of {DATASETS} or give X and y")
+        if self.source == "linear":
+            ignored = [name for name in ("X", "y", "dataset_kwargs") if getattr(self, name) is not None]
+            if ignored:
+                raise ValueError(f"source='linear' draws its own contexts: {', '.join(ignored)} would be ignored; "
+                                 "use source='dataset' for a classification set")
+        else:
+            ignored = [name for name in ("n_arms", "dim") if getattr(self, name) is not None]
+            if ignored:
+                raise ValueError(f"source='dataset' takes the arms from the classes and the dimension from the "
+                                 f"features: {', '.join(ignored)} would be ignored; leave {' and '.join(ignored)} "
+                                 "unset, or use source='linear'")
+            if self.X is None and self.dataset is None:
+                raise ValueError("dataset=None needs X and y arrays (source='dataset')")
 
 
 class ContextualBanditVectorEnv(BatchedVectorEnv):
@@ -107,7 +114,8 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
 
     - ``num_envs`` (vector env only), ``source`` (``"dataset"`` or ``"linear"``).
     - ``dataset`` (``"wine"``; any of ``reciprocal_gym.data.DATASETS``), ``dataset_kwargs``, or ``X`` and ``y``.
-    - ``n_arms`` (5) and ``dim`` (5): the linear source's arms and context dimension. ``noise_std`` (0.1).
+    - ``n_arms`` (5) and ``dim`` (5): the linear source's arms and context dimension (only for
+      ``source="linear"``; the dataset source takes them from the classes and features). ``noise_std`` (0.1).
     - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, >= 1e-8).
     - ``max_steps`` (500), ``device`` ("cpu"), ``dtype`` (``torch.float64``), ``autoreset_mode``.
     """
@@ -121,13 +129,14 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         if cfg.source == "dataset":
             data = from_arrays(cfg.X, cfg.y) if cfg.X is not None else load_dataset(cfg.dataset,
                                                                                    **(cfg.dataset_kwargs or {}))
-            scale = data.X.std(0)
-            z = (data.X - data.X.mean(0)) / np.where(scale > 0, scale, 1.0)
+            mean, scale = standardization(data.X)
+            z = (data.X - mean) / scale
             self._rows_X = torch.as_tensor(np.hstack([z, np.ones((len(z), 1))]), dtype=dt, device=dev)
             self._rows_y = torch.as_tensor(data.y, dtype=torch.int64, device=dev)
             self.n_arms, self.n_features = data.n_classes, data.n_features + 1
         else:
-            self.n_arms, self.n_features = cfg.n_arms, cfg.dim + 1
+            self.n_arms = LINEAR_DEFAULTS["n_arms"] if cfg.n_arms is None else cfg.n_arms
+            self.n_features = (LINEAR_DEFAULTS["dim"] if cfg.dim is None else cfg.dim) + 1
         K, p = self.n_arms, self.n_features
         self._build_spaces()
         self.gram = torch.zeros(B, K, p, p, dtype=dt, device=dev)
@@ -189,7 +198,17 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     def _refresh(self) -> None:
         """Ridge weights and confidence widths from the sufficient statistics (one Cholesky per arm)."""
         A = self.gram + self.config.lam * self._eye
-        L = torch.linalg.cholesky(A)
+        L, failed = torch.linalg.cholesky_ex(A)
+        scale = 10.0 * torch.finfo(A.dtype).eps
+        while bool(failed.any()) and scale < 1e-2:
+            # rounding made A numerically indefinite (a tiny lam next to a large Gram matrix in float32, or a
+            # windowed downdate): add a jitter of a few units in the last place of A's scale, growing until it holds
+            size = A.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True).unsqueeze(-1)
+            A = A + (failed > 0).view(*failed.shape, 1, 1) * scale * size * self._eye
+            L, failed = torch.linalg.cholesky_ex(A)
+            scale *= 10.0
+        if bool(failed.any()):
+            raise FloatingPointError("the ridge systems stayed indefinite after jitter; use dtype=torch.float64")
         self.theta = torch.cholesky_solve(self.moment.unsqueeze(-1), L).squeeze(-1)
         x = self.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
         self.widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)

@@ -18,9 +18,11 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, Flag, Integer, Mapping, Maybe, Real, check_settings, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.data import (
+    DATASETS,
     PARTS,
     Split,
     from_arrays,
@@ -29,7 +31,8 @@ from reciprocal_gym.data import (
     resolve_sizes,
     split_from_arrays,
 )
-from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
+from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
+from reciprocal_gym.envs.base import BatchedVectorEnv, action_tensor, resolve_dtype
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.learners import (
     SOLVERS,
@@ -42,6 +45,8 @@ from reciprocal_gym.learners import (
 )
 
 REWARDS = ("val_loglik", "val_accuracy", "stability")
+MAX_LAM = 1e8  # a larger ridge leaves theta = 0 to rounding; the bound keeps lam finite in float32
+MAX_STEPS = 2**31 - 1
 INVALID_ACTIONS = ("penalty", "raise")
 
 
@@ -49,56 +54,37 @@ INVALID_ACTIONS = ("penalty", "raise")
 class PoolConfig:
     """Validated settings shared by the pool environments (see the env docstrings for the meaning)."""
 
-    dataset: str | None = "breast_cancer"
-    dataset_kwargs: dict[str, Any] | None = None
+    dataset: str | None = setting("breast_cancer", Maybe(Choice(DATASETS)))
+    dataset_kwargs: dict[str, Any] | None = setting(None, Mapping())
     X: Any = None
     y: Any = None
     split: dict[str, Any] | None = None
-    n_labeled: int = 20
-    n_pool: int | None = None
-    n_val: int | None = None
-    n_test: int | None = None
-    stratify: bool = True
-    adaptation: str = "add"
-    k: int = 1
-    buffer_size: int | None = None
-    expected_rate: float = 1.0
-    lam: float = 0.01
-    reward: str = "val_loglik"
-    max_steps: int = 50
-    invalid_action: str = "penalty"
-    invalid_action_penalty: float = -1.0
+    n_labeled: int = setting(20, Integer(1))
+    n_pool: int | None = setting(None, Maybe(Integer(1)))
+    n_val: int | None = setting(None, Maybe(Integer(1)))
+    n_test: int | None = setting(None, Maybe(Integer(1)))
+    stratify: bool = setting(True, Flag())
+    adaptation: str = setting("add", Choice(adapt.ADAPTATIONS))
+    k: int = setting(1, Integer(1))
+    buffer_size: int | None = setting(None, Maybe(Integer(1)))
+    expected_rate: float = setting(1.0, Real(0.0, 1.0, open_low=True))
+    lam: float = setting(0.01, Real(0.0, MAX_LAM))
+    reward: str = setting("val_loglik", Choice(REWARDS))
+    max_steps: int = setting(50, Integer(1, MAX_STEPS))
+    invalid_action: str = setting("penalty", Choice(INVALID_ACTIONS))
+    invalid_action_penalty: float = setting(-1.0, Real(-1e6, 1e6))
     dtype: Any = torch.float64
-    solver: str = "auto"
-    tol: float | None = None
-    max_iter: int = 50
-    report_gamma: bool = False
+    solver: str = setting("auto", Choice(SOLVERS))
+    tol: float | None = setting(None, Maybe(Real(0.0, 1.0, open_low=True)))
+    max_iter: int = setting(50, Integer(1, 10_000))
+    report_gamma: bool = setting(False, Flag())
 
     adaptations = adapt.ADAPTATIONS  # class attribute: the adaptation rules the env allows
 
     def __post_init__(self) -> None:
-        choices = {
-            "adaptation": self.adaptations,
-            "reward": REWARDS,
-            "invalid_action": INVALID_ACTIONS,
-            "solver": SOLVERS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r} is not allowed; choose one of {allowed}")
-        for name in ("k", "max_steps", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed; it must be a positive int")
-        if not (isinstance(self.lam, (int, float)) and math.isfinite(self.lam) and self.lam >= 0):
-            raise ValueError(f"lam={self.lam!r} is not allowed; it must be a finite number >= 0")
-        if not (isinstance(self.expected_rate, (int, float)) and 0 < self.expected_rate <= 1):
-            raise ValueError(f"expected_rate={self.expected_rate!r} is not allowed; it must be in (0, 1]")
-        if not (isinstance(self.invalid_action_penalty, (int, float)) and math.isfinite(self.invalid_action_penalty)):
-            raise ValueError(f"invalid_action_penalty={self.invalid_action_penalty!r} must be a finite number")
-        if self.tol is not None and not (isinstance(self.tol, (int, float)) and math.isfinite(self.tol)
-                                         and self.tol > 0):
-            raise ValueError(f"tol={self.tol!r} is not allowed; it must be a finite positive number or None")
+        check_settings(self)
+        if self.adaptation not in self.adaptations:
+            raise ValueError(f"adaptation={self.adaptation!r} is not allowed; choose one of {self.adaptations}")
         resolve_dtype(self.dtype)
         given = [self.split is not None, self.X is not None or self.y is not None]
         if sum(given) > 1:
@@ -134,6 +120,10 @@ class PoolVectorEnv(BatchedVectorEnv):
             else:
                 self.dataset = load_dataset(cfg.dataset, **(cfg.dataset_kwargs or {}))
             self.sizes = resolve_sizes(self.dataset.n_samples, cfg.n_labeled, cfg.n_pool, cfg.n_val, cfg.n_test)
+        if self.dtype == torch.float32 and float(np.abs(self.dataset.X).max()) > MAX_FEATURE_FLOAT32:
+            raise ValueError(f"dtype=torch.float32 needs features within +-{MAX_FEATURE_FLOAT32:g}; the data have "
+                             f"values up to {float(np.abs(self.dataset.X).max()):.3g}: use dtype=torch.float64 or "
+                             "rescale the features")
         self.n_classes = self.dataset.n_classes
         self.n_features = self.dataset.n_features + 1
         self.n_pool = self.sizes.n_pool
@@ -288,7 +278,7 @@ class PoolVectorEnv(BatchedVectorEnv):
     def _check_actions(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
         """Check actions against the action space (errors) and the mask (validity per learner)."""
         B, n = self.num_envs, self.n_pool
-        a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, Tensor) else actions, device=self.device)
+        a = action_tensor(actions, self.device)
         if self.config.adaptation == "expected":
             if a.shape != (B, n) or not a.is_floating_point():
                 raise ValueError(

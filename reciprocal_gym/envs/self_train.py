@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
@@ -15,12 +16,7 @@ from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
 class SelfTrainConfig(PoolConfig):
     """Validated settings of a self-training environment (see :class:`SelfTrainVectorEnv` for the meaning)."""
 
-    label_mode: str = "soft"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.label_mode not in adapt.LABEL_MODES:
-            raise ValueError(f"label_mode={self.label_mode!r} is not allowed; choose one of {adapt.LABEL_MODES}")
+    label_mode: str = setting("soft", Choice(adapt.LABEL_MODES))
 
 
 class SelfTrainVectorEnv(PoolVectorEnv):

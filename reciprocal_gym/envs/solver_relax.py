@@ -17,11 +17,12 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
+from reciprocal_gym.arguments import Choice, Flag, Integer, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
+from reciprocal_gym.data.datasets import real_array
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
-from reciprocal_gym.envs.checks import check_choice, check_number, check_positive_int
 
 HISTORIES = ("full", "window")
 
@@ -30,34 +31,26 @@ HISTORIES = ("full", "window")
 class SolverRelaxConfig:
     """Validated settings of the solver-parameter environment (see :class:`SolverRelaxVectorEnv`)."""
 
-    grid: int = 8
+    grid: int = setting(8, Integer(2, 256))
     omegas: Any = None
-    tol: float = 1e-6
-    max_iter: int = 500
-    anisotropy_std: float = 1.0
-    persistence: float = 0.9
-    shift_max: float = 0.5
-    history: str = "full"
-    window: int = 20
-    lam: float = 1.0
-    context: bool = True
-    report_best: bool = False
-    max_steps: int = 100
+    tol: float = setting(1e-6, Real(0.0, 1.0, open_low=True, open_high=True))
+    max_iter: int = setting(500, Integer(1, 1_000_000))
+    # the coefficients are exp(+-a / 2) with a ~ N(0, anisotropy_std^2): the bound keeps them finite in float32
+    anisotropy_std: float = setting(1.0, Real(0.0, 10.0))
+    persistence: float = setting(0.9, Real(0.0, 1.0))
+    shift_max: float = setting(0.5, Real(0.0, 1e6))
+    history: str = setting("full", Choice(HISTORIES))
+    window: int = setting(20, Integer(1, 1_000_000))
+    lam: float = setting(1.0, Real(0.0, 1e8))
+    context: bool = setting(True, Flag())
+    report_best: bool = setting(False, Flag())
+    max_steps: int = setting(100, Integer(1, 2**31 - 1))
     dtype: Any = torch.float64
 
     def __post_init__(self) -> None:
-        check_positive_int("grid", self.grid, minimum=2)
-        check_positive_int("max_iter", self.max_iter)
-        check_positive_int("window", self.window)
-        check_positive_int("max_steps", self.max_steps)
-        check_number("tol", self.tol, 0.0, strict=True)
-        check_number("anisotropy_std", self.anisotropy_std, 0.0)
-        check_number("persistence", self.persistence, 0.0, high=1.0)
-        check_number("shift_max", self.shift_max, 0.0)
-        check_number("lam", self.lam, 0.0)
-        check_choice("history", self.history, HISTORIES)
+        check_settings(self)
         resolve_dtype(self.dtype)
-        omegas = np.asarray(self.omega_grid, dtype=np.float64)
+        omegas = self.omega_grid
         if omegas.ndim != 1 or len(omegas) < 2 or not np.isfinite(omegas).all():
             raise ValueError(f"omegas must be a 1-D array of at least 2 finite values, got {self.omegas!r}")
         if ((omegas <= 0) | (omegas >= 2)).any():
@@ -66,7 +59,7 @@ class SolverRelaxConfig:
     @property
     def omega_grid(self) -> np.ndarray:
         """The relaxation parameters to choose from (default: 1.0, 1.05, ..., 1.95)."""
-        return np.round(np.arange(1.0, 1.96, 0.05), 10) if self.omegas is None else np.asarray(self.omegas, float)
+        return np.round(np.arange(1.0, 1.96, 0.05), 10) if self.omegas is None else real_array("omegas", self.omegas)
 
 
 class SolverRelaxVectorEnv(BatchedVectorEnv):

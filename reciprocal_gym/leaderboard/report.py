@@ -8,6 +8,9 @@ all-labels fit, or a regret can be worse than random's: scores are not clipped).
 random's mean scores 0 for every agent. Agents are ranked by the IQM of their scores over all (task, seed) pairs,
 with stratified bootstrap 95 % intervals, one table per environment; ``P(>next)`` is the probability of improvement
 over the next agent.
+
+A metric stored as missing (not a finite number) is left out of the scores and counted in the ``missing`` column;
+a run whose units are not all stored (it stopped early, or is still running) is marked incomplete everywhere.
 """
 
 from __future__ import annotations
@@ -31,15 +34,17 @@ def scores(results: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
         by_task[r["task"]].append(r)
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for task, rows in by_task.items():
-        random_rows = [r["final"] for r in rows if r["agent"] == "random"]
-        if not random_rows:
-            raise ValueError(f"task {task!r} has no random-agent results to normalize by")
-        low = float(np.mean(random_rows))
-        high = float(np.mean([r["reference"] for r in rows if r["agent"] == "random"]))
+        random_rows = [r for r in rows if r["agent"] == "random" and r["final"] is not None
+                       and r["reference"] is not None]
+        if not random_rows:  # not run yet (an incomplete run), or every random metric missing: not normalizable
+            continue
+        low = float(np.mean([r["final"] for r in random_rows]))
+        high = float(np.mean([r["reference"] for r in random_rows]))
         span = high - low
         agents: dict[str, list[float]] = defaultdict(list)
         for r in sorted(rows, key=lambda r: r["seed"]):
-            agents[r["agent"]].append((r["final"] - low) / span if abs(span) > 1e-12 else 0.0)
+            if r["final"] is not None:
+                agents[r["agent"]].append((r["final"] - low) / span if abs(span) > 1e-12 else 0.0)
         for agent, values in agents.items():
             out[agent][task] = np.asarray(values)
     return out
@@ -55,18 +60,24 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
     """The ranked rows: agent, IQM with its interval, mean, per-task means, verdict shares, P(> next)."""
     per_agent = scores(results)
     verdicts: dict[str, Counter] = defaultdict(Counter)
+    missing: Counter = Counter()
     for r in results:
         verdicts[r["agent"]][r["verdict"]] += 1
+        missing[r["agent"]] += r["final"] is None
     rows = []
     for agent, tasks in per_agent.items():
+        tasks = {t: v for t, v in tasks.items() if len(v)}
+        if not tasks:
+            continue
         everything = np.concatenate(list(tasks.values()))
         low, high = stratified_bootstrap_ci(tasks, reps=reps)
         total = sum(verdicts[agent].values())
         rows.append({"agent": agent, "iqm": _tidy(iqm(everything)), "ci_low": _tidy(low), "ci_high": _tidy(high),
                      "mean": _tidy(everything.mean()), "tasks": {t: _tidy(v.mean()) for t, v in tasks.items()},
-                     "n": len(everything),
+                     "n": len(everything), "missing": int(missing[agent]),
                      "verdicts": {k: verdicts[agent][k] / total for k in sorted(verdicts[agent])}})
     rows.sort(key=lambda r: (-r["iqm"], r["agent"]))
+    per_agent = {a: {t: v for t, v in tasks.items() if len(v)} for a, tasks in per_agent.items()}
     for a, b in zip(rows, rows[1:], strict=False):
         if per_agent[a["agent"]].keys() & per_agent[b["agent"]].keys():
             a["p_better_than_next"] = probability_of_improvement(per_agent[a["agent"]], per_agent[b["agent"]])
@@ -84,8 +95,26 @@ def tables(info: dict[str, Any], results: list[dict[str, Any]], reps: int = 2000
     return out
 
 
+def status(info: dict[str, Any]) -> str:
+    """"" for a complete run; else a line saying that it is incomplete and how many units are missing."""
+    missing = info.get("missing_units") or []
+    if not missing:
+        return ""
+    return (f"INCOMPLETE run: {len(missing)} of {info['units']} (task, agent) units are missing (stopped early, or "
+            "still running); finish it with `reciprocal-gym leaderboard run --resume` and the same suite")
+
+
+def _missing_note(rows: list[dict[str, Any]]) -> str:
+    gaps = [f"{r['agent']} ({r['missing']})" for r in rows if r.get("missing")]
+    return f"missing metrics (not finite, left out of the scores): {', '.join(gaps)}" if gaps else ""
+
+
 def text_tables(groups: dict[str, list[dict[str, Any]]]) -> str:
-    return "\n\n".join(f"{g}:\n{text_table(rows)}" for g, rows in groups.items())
+    parts = []
+    for g, rows in groups.items():
+        note = _missing_note(rows)
+        parts.append(f"{g}:\n{text_table(rows)}" + (f"\n{note}" if note else ""))
+    return "\n\n".join(parts)
 
 
 def text_table(rows: list[dict[str, Any]]) -> str:
@@ -105,8 +134,11 @@ def markdown(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> s
              "(task, seed) with stratified bootstrap 95 % intervals. Versions: "
              + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
              + (f"; git {info['git_revision'][:10]}" if info.get("git_revision") else "") + ".", ""]
+    if status(info):
+        lines += [f"**{status(info)}**", ""]
     for group, rows in groups.items():
-        lines += [f"## {group}", "", _markdown_rows(rows)]
+        note = _missing_note(rows)
+        lines += [f"## {group}", "", _markdown_rows(rows)] + ([note, ""] if note else [])
     return "\n".join(lines)
 
 
@@ -127,6 +159,8 @@ def _markdown_rows(rows: list[dict[str, Any]]) -> str:
 
 def as_json(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> str:
     meta = {k: info[k] for k in ("run_id", "suite", "settings", "versions", "git_revision", "started")}
+    meta["complete"] = not info.get("missing_units")
+    meta["missing_units"] = [list(u) for u in info.get("missing_units", [])]
     return json.dumps({"run": meta, "tables": groups}, indent=1)
 
 
@@ -157,7 +191,9 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
         spec = tasks.get(task, {})
         fig, ax = plt.subplots(figsize=(5.2, 3.2))
         for agent, curves in sorted(agents.items()):
-            ax.plot(np.arange(1, len(curves[0]) + 1), np.mean(curves, 0), label=agent)
+            values = np.array([[np.nan if v is None else v for v in c] for c in curves], dtype=float)
+            if np.isfinite(values).any(0).all():  # a step where every seed's value is missing: no mean there
+                ax.plot(np.arange(1, values.shape[1] + 1), np.nanmean(values, 0), label=agent)
         ax.set_title(f"{task} ({spec['env']})" if "env" in spec else task, fontsize=9)
         ax.set_xlabel("step")
         ax.set_ylabel(CURVE_LABELS.get(spec.get("kind"), "metric"))
@@ -166,7 +202,7 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
         images.append((task, _png(fig)))
         plt.close(fig)
     rows = [r for group in groups.values() for r in group if r["agent"] != "random"]
-    rows += [r for r in next(iter(groups.values())) if r["agent"] == "random"]
+    rows += [r for r in next(iter(groups.values()), []) if r["agent"] == "random"]
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(rows)))
     names = [r["agent"] for r in rows][::-1]
     left = np.zeros(len(names))
@@ -197,6 +233,7 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
 figure{{display:inline-block;margin:4px;vertical-align:top}}</style></head><body>
 <h1>{title}</h1>
+{f"<p><strong>{html.escape(status(info))}</strong></p>" if status(info) else ""}
 <p>Score: random agent = 0, upper reference = 1; IQM over (task, seed) with stratified bootstrap 95 % intervals.</p>
 {tables_html}
 <h2>Learning curves</h2>{figures}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import gymnasium as gym
@@ -10,9 +11,13 @@ import torch
 from tqdm.auto import tqdm
 
 import reciprocal_gym  # noqa: F401  (registers the envs)
+from reciprocal_gym.arguments import check_seed
+from reciprocal_gym.envs.base import resolve_device
 from reciprocal_gym.leaderboard.store import Store
-from reciprocal_gym.leaderboard.suite import build_agent
+from reciprocal_gym.leaderboard.suite import SuiteError, build_agent
 from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics
+
+WAIT_S = 2.0  # polling interval while another process runs a unit of the same run
 
 
 def units(suite: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
@@ -71,6 +76,34 @@ def run_unit(task: dict[str, Any], agent_spec: dict[str, Any], seeds: int, seed_
             for i in range(seeds)]
 
 
+def preflight(suite: dict[str, Any], device: str = "cpu", seed_offset: int = 0) -> None:
+    """Build every task's env (two learners) and take one step with every agent listed for it, before the first
+    unit runs (``run_suite`` does this unless ``check=False``): what the static checks cannot see (an agent that
+    does not fit the env's observation, a dataset that cannot be split as asked) is reported, all at once, as a
+    :class:`SuiteError`."""
+    resolve_device(device)
+    check_seed(seed_offset, suite["seeds"], name="seed_offset")
+    problems = []
+    for task in suite["tasks"]:
+        try:
+            env = _make(task, 2, device)
+            obs, _ = env.reset(seed=seed_offset)
+        except Exception as exc:  # noqa: BLE001 (any failure is reported as a problem of the suite)
+            problems.append(f"task {task['name']!r}: its env cannot be built: {type(exc).__name__}: {exc}")
+            continue
+        for name in dict.fromkeys(["random", *task["agents"]]):
+            try:
+                agent = build_agent(suite["agents"][name], seed_offset, env)
+                env.step(agent.act(obs))
+                env.reset(seed=seed_offset)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"task {task['name']!r} / agent {name!r}: one step failed: "
+                                f"{type(exc).__name__}: {exc}")
+        env.close()
+    if problems:
+        raise SuiteError(repr(suite["name"]), problems)
+
+
 def _ray_unit(task: dict[str, Any], spec: dict[str, Any], seeds: int, seed_offset: int,
               device: str) -> list[dict[str, Any]]:
     """A unit on a Ray worker: one torch thread per worker (Ray runs one worker per CPU)."""
@@ -81,13 +114,15 @@ def _ray_unit(task: dict[str, Any], spec: dict[str, Any], seeds: int, seed_offse
 
 def run_suite(suite: dict[str, Any], store: Store, resume: bool = False, device: str = "cpu",
               seed_offset: int = 0, progress: bool | None = None, backend: str = "local",
-              address: str | None = None) -> int:
+              address: str | None = None, check: bool = True) -> int:
     """Run every missing unit of ``suite`` into ``store``; returns the run id.
 
     ``backend="ray"`` sends the (task, agent) units to Ray workers (``ray.init(address)``: a local instance by
     default, or an existing cluster); results are written to the same store as they arrive."""
     if backend not in ("local", "ray"):
         raise ValueError(f"backend={backend!r} is not allowed; choose 'local' or 'ray'")
+    if check:
+        preflight(suite, device, seed_offset)
     settings = {"device": device, "seed_offset": seed_offset}
     run_id = store.start_run(suite, settings, resume)
     done = store.done_units(run_id)
@@ -95,12 +130,24 @@ def run_suite(suite: dict[str, Any], store: Store, resume: bool = False, device:
     bar = tqdm(total=len(todo), desc=f"leaderboard {suite['name']}", unit="unit",
                disable=None if progress is None else not progress)
     if backend == "local":
-        for task, name in todo:
-            bar.set_postfix_str(f"{task['name']} / {name}")
-            torch.manual_seed(0)
-            rows = run_unit(task, suite["agents"][name], suite["seeds"], seed_offset, device)
-            store.write_unit(run_id, task["name"], name, rows)
-            bar.update(1)
+        waiting: list[tuple[dict[str, Any], str]] = []
+        while todo:
+            for task, name in todo:
+                claim = store.claim_unit(run_id, task["name"], name)
+                if claim == "run":
+                    bar.set_postfix_str(f"{task['name']} / {name}")
+                    torch.manual_seed(0)
+                    rows = run_unit(task, suite["agents"][name], suite["seeds"], seed_offset, device)
+                    store.write_unit(run_id, task["name"], name, rows)
+                    bar.update(1)
+                elif claim == "done":  # stored by another process running the same run
+                    bar.update(1)
+                else:
+                    waiting.append((task, name))
+                    bar.set_postfix_str(f"waiting for {len(waiting)} unit(s) run by process {claim}")
+            todo, waiting = waiting, []
+            if todo:
+                time.sleep(WAIT_S)
     else:
         try:
             import ray

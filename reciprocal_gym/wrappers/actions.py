@@ -25,6 +25,7 @@ from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
 from agents import CRITERIA, SelectionAgent
+from reciprocal_gym.envs.base import action_tensor
 
 Criterion = Callable[[dict[str, Tensor]], Tensor]
 
@@ -54,8 +55,7 @@ class _SelectionAdapter(VectorWrapper):
     def step(self, actions: Any) -> tuple[Any, Any, Any, Any, dict[str, Any]]:
         if self._obs is None:
             raise RuntimeError("call reset() before step()")
-        a = torch.as_tensor(np.asarray(actions) if not isinstance(actions, Tensor) else actions,
-                            device=self.env.unwrapped.device)
+        a = action_tensor(actions, self.env.unwrapped.device)
         shape = (self.num_envs, *self.single_action_space.shape)
         if tuple(a.shape) != shape:
             raise ValueError(f"action must have shape {shape} for {self.single_action_space}, got {tuple(a.shape)}")
@@ -116,8 +116,10 @@ class TemperatureControl(_SelectionAdapter):
 
     def __init__(self, env: VectorEnv, criterion: str | Criterion = "confidence", tau_min: float = 0.01,
                  tau_max: float = 10.0, seed: int = 0) -> None:
-        if not 0 < tau_min < tau_max:
-            raise ValueError(f"tau_min={tau_min!r} and tau_max={tau_max!r} must satisfy 0 < tau_min < tau_max")
+        for name, value in (("tau_min", tau_min), ("tau_max", tau_max)):
+            SelectionAgent.ARGUMENTS["tau"].check(name, value)
+        if not tau_min < tau_max:
+            raise ValueError(f"tau_min={tau_min!r} and tau_max={tau_max!r} must satisfy tau_min < tau_max")
         super().__init__(env, "softmax", 1.0, seed)
         self.criterion = CRITERIA[criterion] if isinstance(criterion, str) else criterion
         low, high = np.log10([tau_min, tau_max]).astype(np.float32)

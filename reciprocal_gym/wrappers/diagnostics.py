@@ -44,10 +44,21 @@ import torch
 from gymnasium.vector import VectorEnv, VectorWrapper
 from torch import Tensor
 
+from reciprocal_gym.arguments import MAX_SEED, Choice, Integer, Real
 from reciprocal_gym.utils.threads import worker_pool
 
 VERDICTS = ("undecided", "converged", "oscillating", "diverging")
 DISTANCES = ("exact", "sliced", "theta")
+ARGUMENTS = {
+    "distance": Choice(DISTANCES),
+    "tol": Real(0.0, 1e6, open_low=True),
+    "window": Integer(2, 10_000),
+    "max_period": Integer(2, 10_000),
+    "theta_limit": Real(0.0, 1e300, open_low=True),
+    "n_projections": Integer(1, 10_000),
+    "seed": Integer(0, MAX_SEED),
+}
+"""What each argument of :class:`ConvergenceDiagnostics` allows (``max_period <= window`` too)."""
 
 
 def _pairwise_cost(xa: Tensor, ya: Tensor, xb: Tensor, yb: Tensor) -> Tensor:
@@ -198,12 +209,12 @@ class _Tracker:
 
     def __init__(self, env: Any, distance: str, tol: float, window: int, max_period: int, theta_limit: float,
                  n_projections: int, seed: int) -> None:
-        if distance not in DISTANCES:
-            raise ValueError(f"distance={distance!r} is not allowed; choose one of {DISTANCES}")
-        if window < 2 or max_period < 2 or max_period > window:
+        values = {"distance": distance, "tol": tol, "window": window, "max_period": max_period,
+                  "theta_limit": theta_limit, "n_projections": n_projections, "seed": seed}
+        for name, spec in ARGUMENTS.items():
+            spec.check(name, values[name])
+        if max_period > window:
             raise ValueError(f"window={window!r} and max_period={max_period!r} must satisfy 2 <= max_period <= window")
-        if not tol > 0:
-            raise ValueError(f"tol={tol!r} is not allowed; it must be > 0")
         self.env, self.distance, self.tol, self.window = env, distance, tol, window
         self.max_period, self.theta_limit = max_period, theta_limit
         theta = env.parameters()
