@@ -50,6 +50,7 @@ MISTAKES = {
     "task key typo": (lambda s: s["tasks"][0].update(kwarg={}), "'kwarg'"),
     "one seed": (lambda s: s.update(seeds=1), "seeds=1"),
     "max_steps set": (lambda s: s["tasks"][1]["kwargs"].update(max_steps=5), "'max_steps'"),
+    "metric of a bandit": (lambda s: s["tasks"][1].update(metric="test_accuracy_gain"), "metric="),
 }
 
 
@@ -213,3 +214,17 @@ def test_a_store_written_before_missing_metrics_were_allowed_is_migrated(tmp_pat
     assert store.write_unit(1, "st", "greedy", [row])
     finals = {r["agent"]: r["final"] for r in store.results(1)}
     assert finals == {"random": 0.5, "greedy": None}
+
+
+def test_a_pool_task_can_be_scored_by_the_gain_over_the_labeled_only_fit(tmp_path, capsys):
+    suite = json.loads(json.dumps(TINY))
+    suite["tasks"] = [dict(suite["tasks"][0], metric="test_accuracy_gain",
+                           kwargs=dict(suite["tasks"][0]["kwargs"], label_temperature=0.3))]
+    db = tmp_path / "gain.sqlite"
+    assert main(["leaderboard", "run", "--suite", str(_write(tmp_path, suite)), "--db", str(db)]) == 0
+    store = Store(db, readonly=True)
+    results = store.results(store.latest_run())
+    store.close()
+    assert {r["agent"] for r in results} == {"random", "greedy"}
+    for r in results:  # the curve is the gain: it starts near 0 and the reference is the all-labels fit's gain
+        assert abs(r["curve"][0]) <= 0.5 and r["reference"] <= 1.0

@@ -26,10 +26,23 @@ LABEL_MODES = ("soft", "hard")
 ADAPTATIONS = ("add", "amend", "swap", "expected")
 
 
-def pseudo_labels(probs: Tensor, label_mode: str) -> Tensor:
-    """Labels the model attaches to atoms: ``soft`` = predicted probabilities, ``hard`` = one-hot argmax."""
-    if label_mode == "soft":
+def sharpen(probs: Tensor, temperature: float) -> Tensor:
+    """Probabilities raised to ``1 / temperature`` and renormalized: ``softmax(log p / T)``, i.e. the softmax of the
+    model's logits divided by T. T = 1 returns ``probs``; T -> 0 tends to the one-hot argmax (hard labels); T > 1
+    flattens toward uniform. As a function of the logits z the label softmax(z / T) is Lipschitz with constant
+    1 / (2 T) in the l2 norm (softmax's Jacobian diag(q) - q q^T has norm <= 1/2), so the label generation is
+    Lipschitz in theta for every T > 0, with a constant that grows like 1 / T as the labels approach hard ones."""
+    if temperature == 1.0:
         return probs
+    tiny = torch.finfo(probs.dtype).tiny
+    return torch.softmax(torch.log(probs.clamp_min(tiny)) / temperature, dim=-1)
+
+
+def pseudo_labels(probs: Tensor, label_mode: str, temperature: float = 1.0) -> Tensor:
+    """Labels the model attaches to atoms: ``soft`` = predicted probabilities, sharpened by ``temperature``
+    (:func:`sharpen`; 1 = the probabilities themselves), ``hard`` = one-hot argmax."""
+    if label_mode == "soft":
+        return sharpen(probs, temperature)
     if label_mode == "hard":
         return torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
     raise ValueError(f"label_mode={label_mode!r} is not allowed; choose one of {LABEL_MODES}")

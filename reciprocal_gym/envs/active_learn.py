@@ -103,7 +103,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     SelfTrain's per-learner info (``test_accuracy``, ``val_accuracy``, ``val_log_likelihood``, ``theta_change``,
     ``train_size``, ``pseudo_label_error`` = share of wrong oracle labels in the queried part, fit reports,
-    ``invalid_action``) plus ``labels_spent`` and ``queried`` (labels bought this step). The pair
+    ``invalid_action``, the gains over the labeled-only fit ``test_accuracy_gain``, ``val_accuracy_gain``,
+    ``theta_from_labeled_only``) plus ``labels_spent`` and ``queried`` (labels bought this step). The pair
     (``labels_spent``, ``test_accuracy``) is the learning-curve point of the step.
 
     ## Arguments

@@ -159,6 +159,10 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._metrics = {
             key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
         }
+        # the labeled-only fit of each learner (its fit at reset, when no pool point is in use) and its accuracies:
+        # the baseline of the gains reported in info
+        self._labeled_only_theta = torch.zeros(B, self.n_params, dtype=dt, device=dev)
+        self._labeled_only_accuracy = torch.zeros(B, 2, dtype=dt, device=dev)
 
     # ----- spaces ---------------------------------------------------------------------------------------------
     def _build_spaces(self) -> None:
@@ -208,6 +212,9 @@ class PoolVectorEnv(BatchedVectorEnv):
         self.state = self.state.where(rows, empty)
         fit = self._refit(rows)
         self._update_predictions(rows)
+        accuracy = torch.stack([self._metrics["val_accuracy"], self._metrics["test_accuracy"]], 1)
+        self._labeled_only_theta = torch.where(rows.view(-1, 1), self.state.theta, self._labeled_only_theta)
+        self._labeled_only_accuracy = torch.where(rows.view(-1, 1), accuracy, self._labeled_only_accuracy)
         zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
         return self._step_info(fit, zero, torch.zeros_like(rows))
 
@@ -463,6 +470,9 @@ class PoolVectorEnv(BatchedVectorEnv):
             "theta_change": theta_change,
             "train_size": self.sizes.n_labeled + mass,
             "pseudo_label_error": pseudo_error,
+            "val_accuracy_gain": self._metrics["val_accuracy"] - self._labeled_only_accuracy[:, 0],
+            "test_accuracy_gain": self._metrics["test_accuracy"] - self._labeled_only_accuracy[:, 1],
+            "theta_from_labeled_only": (state.theta - self._labeled_only_theta).norm(dim=1),
             **fit,
             "invalid_action": invalid,
         }

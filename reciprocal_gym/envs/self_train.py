@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, setting
+from reciprocal_gym.arguments import Choice, Real, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
@@ -17,6 +17,13 @@ class SelfTrainConfig(PoolConfig):
     """Validated settings of a self-training environment (see :class:`SelfTrainVectorEnv` for the meaning)."""
 
     label_mode: str = setting("soft", Choice(adapt.LABEL_MODES))
+    label_temperature: float = setting(1.0, Real(0.01, 100.0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.label_mode == "hard" and self.label_temperature != 1.0:
+            raise ValueError(f"label_temperature={self.label_temperature!r} would be ignored with label_mode='hard' "
+                             "(hard labels are the T -> 0 limit); use label_mode='soft' with a small temperature")
 
 
 class SelfTrainVectorEnv(PoolVectorEnv):
@@ -90,8 +97,11 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     Per learner: ``test_accuracy``, ``val_accuracy``, ``val_log_likelihood``, ``theta_change``
     (``|theta_t - theta_{t-1}|_2``), ``train_size``, ``pseudo_label_error`` (mass-weighted mean of
     ``1 - label[true class]`` over the pseudo-labeled part, 0 when it is empty), ``fit_iterations``,
-    ``fit_grad_norm``, ``fit_converged``, ``invalid_action``, and with ``report_gamma=True`` ``gamma`` (the smallest
-    Hessian eigenvalue at the fit, the strong-convexity constant; it costs an eigendecomposition per step).
+    ``fit_grad_norm``, ``fit_converged``, ``invalid_action``, the measured effect of the loop against the
+    labeled-only fit of the same learner (its fit at reset): ``test_accuracy_gain``, ``val_accuracy_gain`` and
+    ``theta_from_labeled_only`` (``|theta_t - theta_labeled_only|_2``), and with ``report_gamma=True`` ``gamma``
+    (the smallest Hessian eigenvalue at the fit, the strong-convexity constant; it costs an eigendecomposition per
+    step).
 
     ## Arguments
 
@@ -102,6 +112,13 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``n_labeled`` (20), ``n_pool``, ``n_val``, ``n_test``: split sizes (defaults: see
       :func:`reciprocal_gym.data.resolve_sizes`); ``stratify`` (True) the labeled set over classes.
     - ``label_mode``: ``"soft"`` or ``"hard"``. ``adaptation``: ``"add"``, ``"amend"``, ``"swap"``, ``"expected"``.
+    - ``label_temperature`` (1.0, in [0.01, 100]): soft labels are the predicted probabilities sharpened to
+      ``p^(1/T) / sum p^(1/T)`` = softmax(logits / T): T = 1 the probabilities, T -> 0 approaches hard labels. The
+      label is Lipschitz in the logits with constant 1 / (2 T) (:func:`reciprocal_gym.core.adaptation.sharpen`).
+      Why it matters: a soft label equal to the model's own probabilities (T = 1) adds no gradient at the
+      parameters that produced it, so in amend and expected modes the fixed point is the labeled-only fit with
+      ridge ``lam * (n_labeled + k) / n_labeled``, whatever is selected; T < 1 gives labels that carry signal
+      (and selection then matters) while staying Lipschitz.
     - ``k`` (1): points selected per step (the pseudo-label mass in expected mode). ``buffer_size``: swap capacity
       (default ``n_labeled``). ``expected_rate`` (1.0): step size of the mean-field update.
     - ``lam`` (0.01): ridge strength on the mean loss (>= 0; 0 gives unpenalized fits, which may not exist).
@@ -119,7 +136,7 @@ class SelfTrainVectorEnv(PoolVectorEnv):
         probs = self._pool_probs
         if selection is not None:  # only the selected atoms need labels
             probs = probs.gather(1, selection.unsqueeze(-1).expand(-1, -1, self.n_classes))
-        return adapt.pseudo_labels(probs, self.config.label_mode)
+        return adapt.pseudo_labels(probs, self.config.label_mode, self.config.label_temperature)
 
 
 class SelfTrainEnv(SingleEnv):

@@ -196,7 +196,9 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
                 ax.plot(np.arange(1, values.shape[1] + 1), np.nanmean(values, 0), label=agent)
         ax.set_title(f"{task} ({spec['env']})" if "env" in spec else task, fontsize=9)
         ax.set_xlabel("step")
-        ax.set_ylabel(CURVE_LABELS.get(spec.get("kind"), "metric"))
+        label = CURVE_LABELS.get(spec.get("kind"), "metric")
+        ax.set_ylabel("test accuracy gain over the labeled-only fit" if spec.get("metric") == "test_accuracy_gain"
+                      else label)
         ax.legend(fontsize=7)
         fig.tight_layout()
         images.append((task, _png(fig)))

@@ -1,12 +1,13 @@
 """Leaderboard suites: JSON files naming tasks (an env id with its arguments) and agents.
 
-A suite has ``name``, ``seeds`` (learners per (task, agent), seeded 0 .. seeds - 1 plus ``seed_offset``),
-``tasks`` (each: ``name``, ``kind`` = ``pool`` | ``bandit`` | ``solver``, ``env``, ``kwargs``, ``steps``, and the
-``agents`` to run on it) and ``agents`` (name -> spec). An agent spec is ``{"class": name, "params": {...}}`` with
-a reference agent class of :mod:`agents` or ``"module:Class"`` for your own (constructed with ``params`` and a
-``seed``; it must provide ``act(obs)`` on batched tensor observations), or ``{"sb3": "model.zip", "algo": "PPO",
-"keys": [...]}`` for a saved Stable-Baselines3 model (``keys``: the observation entries it was trained on).
-Every task also runs the ``random`` agent, the zero of the normalized score.
+A suite has ``name``, ``seeds`` (learners per (task, agent), seeded 0 .. seeds - 1 plus ``seed_offset``), ``tasks``
+(each: ``name``, ``kind`` = ``pool`` | ``bandit`` | ``solver``, ``env``, ``kwargs``, ``steps``, the ``agents`` to
+run on it, and for pool tasks optionally ``metric``: ``test_accuracy`` (default) or ``test_accuracy_gain``, the gain
+over each learner's labeled-only fit) and ``agents`` (name -> spec). An agent spec is ``{"class": name, "params":
+{...}}`` with a reference agent class of :mod:`agents` or ``"module:Class"`` for your own (constructed with
+``params`` and a ``seed``; it must provide ``act(obs)`` on batched tensor observations), or ``{"sb3": "model.zip",
+"algo": "PPO", "keys": [...]}`` for a saved Stable-Baselines3 model (``keys``: the observation entries it was
+trained on). Every task also runs the ``random`` agent, the zero of the normalized score.
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ KIND_OF_ENV = {
 }
 """The task kind of each env: which metric a unit records (test accuracy, regret, solver cost)."""
 SUITE_KEYS = ("name", "description", "seeds", "tasks", "agents")
-TASK_KEYS = ("name", "kind", "env", "kwargs", "steps", "agents")
+TASK_KEYS = ("name", "kind", "env", "kwargs", "steps", "agents", "metric")
+POOL_METRICS = ("test_accuracy", "test_accuracy_gain")
+"""What a pool task scores: the final test accuracy (default), or its gain over the learner's labeled-only fit."""
 SET_BY_THE_RUNNER = ("num_envs", "device", "autoreset_mode", "max_steps")
 MAX_STEPS = 1_000_000
 
@@ -156,6 +159,10 @@ def _task_problems(task: Any, agents: dict[str, Any], names: set[str]) -> list[s
         problems.append(f"kind={kind!r} is not one of {KINDS}")
     elif env_id is not None and "kind" in task and kind != KIND_OF_ENV[env_id]:
         problems.append(f"kind={kind!r} does not fit env {env_id!r}, whose kind is {KIND_OF_ENV[env_id]!r}")
+    env_kind = KIND_OF_ENV[env_id] if env_id is not None else kind
+    if "metric" in task and (env_kind != "pool" or task["metric"] not in POOL_METRICS):
+        problems.append(f"metric={task['metric']!r} is not allowed; pool tasks take one of {POOL_METRICS}, other "
+                        "kinds no metric")
     kwargs = task.get("kwargs", {})
     if not isinstance(kwargs, dict):
         problems.append(f"kwargs must be an object of env arguments, got {type(kwargs).__name__}")
