@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -68,3 +70,21 @@ def test_learned_selectors_example_trains_compares_and_saves(tmp_path):
     for name in ("ppo_criterion_choice.zip", "maskable_ppo_indices.zip", "ppo_bandit.zip", "selftrain_curve.png",
                  "bandit_curve.png", "summary.md"):
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_useful_convergent_map_example_writes_the_map_and_pins_the_structure(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "useful_convergent_map.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("map_moons.png", "map_breast_cancer.png", "summary.md", "results.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert set(cells) == {"moons", "breast_cancer"}
+    for dataset_cells in cells.values():
+        plain = [c for c in dataset_cells if c["T"] == 1.0]
+        # plain soft labels: the same end point whatever the selection temperature, so the same gain
+        assert max(c["gain"] for c in plain) - min(c["gain"] for c in plain) < 1e-9
+        assert all(np.isfinite([c["settled"], c["rate"], c["gain"]]).all() for c in dataset_cells)
+    assert "nan" not in (tmp_path / "summary.md").read_text().lower()
