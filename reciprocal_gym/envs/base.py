@@ -342,7 +342,7 @@ class SingleEnv(gym.Env):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if not self.vector_env._has_reset:
             raise gym.error.ResetNeeded("call reset() before step()")
-        if bool(self.vector_env._needs_reset[0]):
+        if self.vector_env._needs_reset.cpu().numpy()[0]:
             raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before "
                                         "stepping again")
         a = action_tensor(action, self.vector_env.device)
@@ -391,7 +391,7 @@ def register_env(env_id: str, module: str, name: str) -> None:
         gym.register(id=env_id, entry_point=f"{module}:{name}Env", vector_entry_point=f"{module}:{name}VectorEnv")
 
 
-_UNSIGNED = (torch.uint8, torch.uint16, torch.uint32, torch.uint64)
+_WIDE_UNSIGNED = (torch.uint16, torch.uint32, torch.uint64)  # torch's limited unsigned types: taken as int64
 
 
 def action_tensor(actions: Any, device: torch.device) -> Tensor:
@@ -411,19 +411,20 @@ def action_tensor(actions: Any, device: torch.device) -> Tensor:
             arr = np.asarray(actions)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"action must be a numeric array with a regular shape: {exc}") from exc
-        if arr.dtype.kind not in "biuf":
+        kind = arr.dtype.kind
+        if kind not in "biuf":
             raise ValueError(f"action={show(actions)} is not allowed; it must be a numeric array (ints for indices, "
                              f"floats for distributions), got dtype {arr.dtype}")
         if not arr.dtype.isnative:  # e.g. big-endian data read from a file: torch takes native byte order only
             arr = arr.astype(arr.dtype.newbyteorder("="))
-        if arr.dtype.kind == "u":
+        if kind == "u" and arr.dtype.itemsize > 1:
             if arr.size and int(arr.max()) > np.iinfo(np.int64).max:
                 raise ValueError(f"action values up to {int(arr.max())} are out of range for an index")
             arr = arr.astype(np.int64)
-        a = torch.from_numpy(np.array(arr, copy=True) if arr.ndim else arr.reshape(()))
+        a = torch.as_tensor(arr)
     if a.is_complex():
         raise ValueError(f"action has complex dtype {a.dtype}; actions are real numbers")
-    if a.dtype in _UNSIGNED[1:]:
+    if a.dtype in _WIDE_UNSIGNED:
         if a.numel() and int(a.max()) > np.iinfo(np.int64).max:
             raise ValueError(f"action values up to {int(a.max())} are out of range for an index")
         a = a.to(torch.int64)
