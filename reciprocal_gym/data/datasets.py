@@ -166,7 +166,7 @@ def load_dataset(name: str, **params: Any) -> Dataset:
     if unknown:
         raise ValueError(f"dataset_kwargs {unknown} are not parameters of {name!r}; allowed: "
                          f"{tuple(SYNTHETIC_PARAMS[name])}")
-    for key, value in params.items():
+    for key, value in params.items():  # the generators take checked values only (their defaults are valid)
         SYNTHETIC_PARAMS[name][key].check(f"dataset_kwargs[{key!r}]", value)
     return maker(**params)
 
@@ -181,11 +181,6 @@ SYNTHETIC_PARAMS = {
 """The parameters of the synthetic datasets and what each allows."""
 
 
-def _check_params(name: str, n_samples: int, label_noise: float, seed: int) -> None:
-    for key, value in (("n_samples", n_samples), ("label_noise", label_noise), ("seed", seed)):
-        _COMMON[key].check(key, value)
-
-
 def _flip(y: np.ndarray, n_classes: int, label_noise: float, rng: np.random.Generator) -> np.ndarray:
     """Move a ``label_noise`` fraction of labels to a uniformly drawn other class."""
     y = y.copy()
@@ -196,8 +191,6 @@ def _flip(y: np.ndarray, n_classes: int, label_noise: float, rng: np.random.Gene
 
 
 def _moons(n_samples: int = 500, noise: float = 0.2, label_noise: float = 0.0, seed: int = 0) -> Dataset:
-    _check_params("moons", n_samples, label_noise, seed)
-    SYNTHETIC_PARAMS["moons"]["noise"].check("noise", noise)
     rng = np.random.default_rng(seed)
     n0 = n_samples // 2
     angle = np.concatenate([np.linspace(0, np.pi, n0), np.linspace(0, np.pi, n_samples - n0)])
@@ -221,9 +214,6 @@ def _blobs(
     label_noise: float = 0.0,
     seed: int = 0,
 ) -> Dataset:
-    _check_params("blobs", n_samples, label_noise, seed)
-    for key, value in (("n_features", n_features), ("n_classes", n_classes), ("separation", separation)):
-        SYNTHETIC_PARAMS["blobs"][key].check(key, value)
     if n_classes > n_samples // 2:
         raise ValueError(f"n_classes={n_classes!r} is not allowed with n_samples={n_samples}; it must be at most "
                          "n_samples / 2")

@@ -58,7 +58,8 @@ def _tidy(value: float) -> float:
 
 def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
     """The ranked rows: agent, IQM with its interval, mean, per-task means, verdict shares, P(> next)."""
-    per_agent = scores(results)
+    # tasks an agent has no score on (every metric missing) are left out, so that intervals see only real values
+    per_agent = {a: {t: v for t, v in tasks.items() if len(v)} for a, tasks in scores(results).items()}
     verdicts: dict[str, Counter] = defaultdict(Counter)
     missing: Counter = Counter()
     for r in results:
@@ -66,7 +67,6 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
         missing[r["agent"]] += r["final"] is None
     rows = []
     for agent, tasks in per_agent.items():
-        tasks = {t: v for t, v in tasks.items() if len(v)}
         if not tasks:
             continue
         everything = np.concatenate(list(tasks.values()))
@@ -77,7 +77,6 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
                      "n": len(everything), "missing": int(missing[agent]),
                      "verdicts": {k: verdicts[agent][k] / total for k in sorted(verdicts[agent])}})
     rows.sort(key=lambda r: (-r["iqm"], r["agent"]))
-    per_agent = {a: {t: v for t, v in tasks.items() if len(v)} for a, tasks in per_agent.items()}
     for a, b in zip(rows, rows[1:], strict=False):
         if per_agent[a["agent"]].keys() & per_agent[b["agent"]].keys():
             a["p_better_than_next"] = probability_of_improvement(per_agent[a["agent"]], per_agent[b["agent"]])
