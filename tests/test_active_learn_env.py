@@ -72,14 +72,14 @@ def test_oracle_labels_true_or_flipped_at_the_noise_rate_and_fixed_per_point():
     vec = _vec(200, dataset="breast_cancer", n_pool=300, label_noise=0.25)
     vec.reset(seed=0)
     env = vec.unwrapped
-    answers = env._oracle
-    flipped = (answers != env._labels["pool"]).double().mean().item()
+    answers = env.state.oracle
+    flipped = (answers != env.state.labels["pool"]).double().mean().item()
     assert flipped == pytest.approx(0.25, abs=0.01)
     again = env._noisy_labels(torch.arange(200))
     assert torch.equal(again, answers)
     clean = _vec(2, **SMALL)
     clean.reset(seed=0)
-    assert torch.equal(clean.unwrapped._oracle, clean.unwrapped._labels["pool"])
+    assert torch.equal(clean.unwrapped.state.oracle, clean.unwrapped.state.labels["pool"])
 
 
 def test_queried_points_carry_the_oracle_label_and_noise_shows_in_the_label_error():
@@ -88,9 +88,9 @@ def test_queried_points_carry_the_oracle_label_and_noise_shows_in_the_label_erro
     vec = env.unwrapped.vector_env
     for j in range(20):
         _, _, _, _, info = env.step(j)
-    oracle = vec._oracle[0, :20]
+    oracle = vec.state.oracle[0, :20]
     assert torch.equal(vec.state.label[0, :20].argmax(-1), oracle)
-    wrong = (oracle != vec._labels["pool"][0, :20]).double().mean().item()
+    wrong = (oracle != vec.state.labels["pool"][0, :20]).double().mean().item()
     assert info["pseudo_label_error"] == pytest.approx(wrong)
 
 
@@ -128,7 +128,7 @@ def test_stream_mode_delivers_the_pool_once_and_skips_are_free():
     env = gym.make(ENV_ID, **SMALL, mode="stream", max_steps=100, budget=60, query_cost=0.5)
     obs, _ = env.reset(seed=2)
     vec = env.unwrapped.vector_env
-    order = vec._stream_order[0].clone()
+    order = vec.state.stream_order[0].clone()
     assert sorted(order.tolist()) == list(range(60))
     steps = 0
     while True:
@@ -176,7 +176,7 @@ def test_expected_mode_uses_the_oracle_label_distribution():
     law[:2] = 0.5
     env.step(law)
     vec = env.unwrapped.vector_env
-    y = vec._labels["pool"][0, :2]
+    y = vec.state.labels["pool"][0, :2]
     labels = vec.state.label[0, :2]
     for i in range(2):
         assert labels[i, y[i]].item() == pytest.approx(0.7)

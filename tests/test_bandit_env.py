@@ -103,10 +103,10 @@ def test_means_drawn_per_reset_from_the_prior_and_reproducible():
     a, b = _vec(3), _vec(3)
     a.reset(seed=5)
     b.reset(seed=5)
-    assert torch.equal(a.unwrapped.means, b.unwrapped.means)
-    first = a.unwrapped.means.clone()
+    assert torch.equal(a.unwrapped.state.means, b.unwrapped.state.means)
+    first = a.unwrapped.state.means.clone()
     a.reset()
-    assert not torch.equal(first, a.unwrapped.means)
+    assert not torch.equal(first, a.unwrapped.state.means)
     assert ((first >= 0) & (first <= 1)).all()
 
 

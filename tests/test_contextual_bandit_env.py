@@ -85,7 +85,7 @@ def test_theta_is_per_arm_ridge_regression_on_the_history(history, window):
 def test_linear_regret_uses_the_true_weights():
     env = gym.make(ENV_ID, source="linear", n_arms=3, dim=2, noise_std=0.0)
     obs, _ = env.reset(seed=0)
-    w = env.unwrapped.vector_env.true_weights[0].numpy()
+    w = env.unwrapped.vector_env.state.true_weights[0].numpy()
     x = obs["context"].astype(np.float64)
     means = w @ x
     _, r, _, _, info = env.step(0)

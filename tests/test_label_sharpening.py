@@ -56,7 +56,7 @@ def test_plain_soft_labels_in_amend_mode_reach_the_labeled_only_fit_whatever_is_
     random, _ = _run("random", 1.0)
     torch.testing.assert_close(greedy.state.theta, random.state.theta, atol=1e-5, rtol=0)
     X = greedy._labeled_X
-    Q = torch.nn.functional.one_hot(greedy._labels["labeled"], 2).double()
+    Q = torch.nn.functional.one_hot(greedy.state.labels["labeled"], 2).double()
     reference = fit_ridge_logistic(X, torch.ones(X.shape[:2], dtype=X.dtype), Q, 0.05 * (20 + 10) / 20).theta
     torch.testing.assert_close(greedy.state.theta, reference, atol=1e-5, rtol=0)
 

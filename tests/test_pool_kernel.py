@@ -97,7 +97,7 @@ def test_compiled_gather_of_training_sets_equals_torch_ops():
     finally:
         PoolVectorEnv._compiled_passes = True
     assert torch.equal(X.rows, X_ref.rows) and torch.equal(w, w_ref) and torch.equal(Q, Q_ref)
-    state, y = vec.state, vec._labels["pool"]
+    state, y = vec.state, vec.state.labels["pool"]
     torch.testing.assert_close(mass, state.weight.sum(1))
     torch.testing.assert_close(wrong, (state.weight * (1 - state.label.gather(2, y.unsqueeze(-1)).squeeze(-1))).sum(1))
     assert float(wrong.sum()) > 0  # soft pseudo-labels: some mass on the wrong class

@@ -95,7 +95,7 @@ def test_env_reports_the_plain_sor_count_for_its_system():
     vec = env.unwrapped.vector_env
     for action in (0, 7, 15, 19):
         ax, ay, shift = (float(c[0]) for c in vec._coefficients())
-        b = vec.b[0].numpy().ravel().copy()
+        b = vec.state.b[0].numpy().ravel().copy()
         omega = float(vec.omegas[action])
         _, r, _, _, info = env.step(action)
         expected = plain_sor(poisson_matrix(5, ax, ay, shift), b, omega, red_black(5), 1e-7, 500)
@@ -107,7 +107,7 @@ def test_best_iterations_and_optimal_omega():
     obs, _ = env.reset(seed=0)
     vec = env.unwrapped.vector_env
     ax, ay, shift = vec._coefficients()
-    counts = [sor_iterations(vec.b, vec.omegas[k : k + 1], ax, ay, shift, 1e-6, 500)[0].item() for k in range(20)]
+    counts = [sor_iterations(vec.state.b, vec.omegas[k : k + 1], ax, ay, shift, 1e-6, 500)[0].item() for k in range(20)]
     _, _, _, _, info = env.step(3)
     assert info["best_iterations"] == min(counts) and info["regret"] == counts[3] - min(counts)
     best_omega = float(vec.omegas[int(np.argmin(counts))])

@@ -15,8 +15,9 @@ from reciprocal_gym.arguments import Choice, Integer, Real, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.state import ReciprocalState
+from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import SingleEnv, action_tensor, register_env
-from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
+from reciprocal_gym.envs.pool import PoolConfig, PoolState, PoolVectorEnv
 
 MODES = ("pool", "stream")
 EVICTIONS = ("oldest", "chosen")
@@ -43,6 +44,20 @@ class ActiveLearnConfig(PoolConfig):
         if self.mode == "stream" and (self.k != 1 or self.adaptation == "expected"):
             raise ValueError("mode='stream' queries one arriving point at a time: it needs k=1 and adaptation "
                              "'add' or 'swap'")
+
+
+@dataclass(slots=True)
+class ActiveLearnState(PoolState):
+    """The pool state plus the oracle's: labels spent, its answers and the stream's order."""
+
+    labels_spent: Tensor
+    """(B,) labels bought in the episode."""
+    oracle_keys: Tensor
+    """(B, 2) int32 stream keys of the label noise (flip, shift)."""
+    oracle: Tensor
+    """(B, n_pool) int64 the oracle's answer for each pool point (fixed for the episode)."""
+    stream_order: Tensor
+    """(B, n_pool) int64 the order in which the pool arrives (stream mode)."""
 
 
 class ActiveLearnVectorEnv(PoolVectorEnv):
@@ -119,15 +134,29 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     """
 
     config_class = ActiveLearnConfig
+    env_id = "Reciprocal-ActiveLearn-v0"
 
     def _setup(self) -> None:
         super()._setup()
-        B, dev = self.num_envs, self.device
-        self.labels_spent = torch.zeros(B, dtype=self.dtype, device=dev)
-        self._oracle_keys = torch.zeros(B, 2, dtype=torch.int32, device=dev)
-        self._oracle = torch.zeros(B, self.n_pool, dtype=torch.int64, device=dev)
-        self._stream_order = torch.zeros(B, self.n_pool, dtype=torch.int64, device=dev)
         self._pending_evict: Tensor | None = None
+
+    def _empty_state(self) -> ActiveLearnState:
+        B, dev = self.num_envs, self.device
+        base = super()._empty_state()
+        return ActiveLearnState(
+            **{name: getattr(base, name) for name in PoolState.__dataclass_fields__},
+            labels_spent=torch.zeros(B, dtype=self.dtype, device=dev),
+            oracle_keys=torch.zeros(B, 2, dtype=torch.int32, device=dev),
+            oracle=torch.zeros(B, self.n_pool, dtype=torch.int64, device=dev),
+            stream_order=torch.zeros(B, self.n_pool, dtype=torch.int64, device=dev),
+        )
+
+    def _check_state(self, state: ActiveLearnState) -> None:
+        super()._check_state(state)
+        ckpt.check_range("state.oracle", state.oracle, 0, self.n_classes)
+        ckpt.check_range("state.stream_order", state.stream_order, 0, self.n_pool)
+        if bool((state.labels_spent < 0).any()) or bool((state.labels_spent > self.config.budget).any()):
+            raise ckpt.CheckpointError(f"checkpoint field 'state.labels_spent' must lie in [0, {self.config.budget}]")
 
     @property
     def stream(self) -> bool:
@@ -162,24 +191,24 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
         if len(learners):
             keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
                                    dtype=torch.int32, device=self.device)
-            self._oracle_keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 10),
+            self.state.oracle_keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 10),
                                                        crandom.stream_key(keys[:, 1], 11)], dim=1)
             orders = np.stack([rng.permutation(self.n_pool) for rng in rngs.values()])
-            self._stream_order[learners] = torch.as_tensor(orders, device=self.device)
-            self._oracle[learners] = self._noisy_labels(learners)
-        self.labels_spent = torch.where(rows, 0.0, self.labels_spent)
-        values["labels_spent"] = self.labels_spent
-        values["queried"] = torch.zeros_like(self.labels_spent)
+            self.state.stream_order[learners] = torch.as_tensor(orders, device=self.device)
+            self.state.oracle[learners] = self._noisy_labels(learners)
+        self.state.labels_spent = torch.where(rows, 0.0, self.state.labels_spent)
+        values["labels_spent"] = self.state.labels_spent
+        values["queried"] = torch.zeros_like(self.state.labels_spent)
         return values
 
     def _noisy_labels(self, learners: Tensor) -> Tensor:
         """The oracle's answer for every pool point of ``learners`` (fixed for the episode)."""
-        y = self._labels["pool"][learners]
+        y = self.state.labels["pool"][learners]
         eps, C = self.config.label_noise, self.n_classes
         if eps == 0:
             return y
         index = torch.arange(self.n_pool, device=self.device).unsqueeze(0)
-        keys = self._oracle_keys[learners]
+        keys = self.state.oracle_keys[learners]
         flip = crandom.uniform(keys[:, :1], index, torch.float64) < eps
         shift = 1 + (crandom.uniform(keys[:, 1:], index, torch.float64) * (C - 1)).long().clamp_max(C - 2)
         return torch.where(flip, (y + shift) % C, y)
@@ -187,10 +216,10 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     def _labels_for(self, selection: Tensor | None) -> Tensor:
         C, dt = self.n_classes, self.dtype
         if selection is None:  # expected mode: the oracle's label distribution for every pool point
-            onehot = torch.nn.functional.one_hot(self._labels["pool"], C).to(dt)
+            onehot = torch.nn.functional.one_hot(self.state.labels["pool"], C).to(dt)
             eps = self.config.label_noise
             return (1.0 - eps) * onehot + eps / (C - 1) * (1.0 - onehot)
-        return torch.nn.functional.one_hot(self._oracle.gather(1, selection), C).to(dt)
+        return torch.nn.functional.one_hot(self.state.oracle.gather(1, selection), C).to(dt)
 
     def _adapt(self, state: ReciprocalState, selection: Tensor, labels: Tensor) -> ReciprocalState:
         if self._pending_evict is not None:
@@ -206,7 +235,7 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
                 raise ValueError(f"action must be an integer array of shape ({self.num_envs},) with values 0 (skip) "
                                  f"or 1 (query), got dtype {a.dtype}, shape {tuple(a.shape)}")
             position = self.state.step.clamp_max(self.n_pool - 1).unsqueeze(1)
-            selection = self._stream_order.gather(1, position)
+            selection = self.state.stream_order.gather(1, position)
             query = rows & (a == 1) & ~self.state.in_use.gather(1, selection).squeeze(1)
             out = self._advance(selection, rows, query, torch.zeros_like(rows))
         elif cfg.evict == "chosen":
@@ -217,17 +246,17 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
         bought = torch.where(info["invalid_action"] | ~rows, 0.0, self._bought(info))
         if self.stream:
             bought = torch.where(query, 1.0, 0.0).to(self.dtype)
-        self.labels_spent = self.labels_spent + bought
+        self.state.labels_spent = self.state.labels_spent + bought
         reward = reward - cfg.query_cost * bought
-        broke = self.labels_spent + self.k > cfg.budget
+        broke = self.state.labels_spent + self.k > cfg.budget
         done = broke | (self.stream & (self.state.step >= self.n_pool))
         terminated = terminated | (rows & done)
         truncated = truncated & ~terminated
-        info = {**info, "labels_spent": self.labels_spent, "queried": bought}
+        info = {**info, "labels_spent": self.state.labels_spent, "queried": bought}
         return reward, terminated, truncated, info
 
     def _bought(self, info: dict[str, Tensor]) -> Tensor:
-        return torch.full_like(self.labels_spent, float(self.k))
+        return torch.full_like(self.state.labels_spent, float(self.k))
 
     def _as_tensor(self, actions: Any) -> Tensor:
         return action_tensor(actions, self.device)
@@ -262,18 +291,19 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
                                  "buffer is full")
             reward = torch.where(bad_leave, self.config.invalid_action_penalty, reward)
             info["invalid_action"] = info["invalid_action"] | bad_leave
-            self.state = self.state.where(bad_leave, self.state.replace(step=self.state.step + 1))
+            r = self.state.reciprocal
+            self.state.reciprocal = r.where(bad_leave, r.replace(step=r.step + 1))
             truncated = truncated | (bad_leave & (self.state.step >= self.config.max_steps))
         return reward, terminated, truncated, info
 
     # ----- outputs --------------------------------------------------------------------------------------------
     def _observe(self) -> dict[str, Tensor]:
         obs = super()._observe()
-        labels = torch.stack([self.labels_spent, self.config.budget - self.labels_spent], 1).float()
+        labels = torch.stack([self.state.labels_spent, self.config.budget - self.state.labels_spent], 1).float()
         if not self.stream:
             return {**obs, "labels": labels}
         position = self.state.step.clamp_max(self.n_pool - 1).unsqueeze(1)
-        arriving = self._stream_order.gather(1, position)
+        arriving = self.state.stream_order.gather(1, position)
         probs = self._pool_probs.gather(1, arriving.unsqueeze(-1).expand(-1, -1, self.n_classes)).squeeze(1)
         in_use = self.state.in_use.gather(1, arriving).squeeze(1)
         return {"candidate": self._candidate_features(probs, in_use), "theta": obs["theta"],

@@ -16,6 +16,7 @@ from reciprocal_gym.arguments import Choice, Integer, Real, check_settings, sett
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.data.datasets import real_array
+from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import (
     BatchedVectorEnv,
     SingleEnv,
@@ -59,6 +60,27 @@ class BanditConfig:
                 raise ValueError(f"means must be finite with |means| <= {MAX_REWARD_SCALE:g}")
             if self.reward_dist == "bernoulli" and ((means < 0) | (means > 1)).any():
                 raise ValueError("means of Bernoulli arms must lie in [0, 1]")
+
+
+@dataclass(slots=True)
+class BanditState:
+    """The state of B bandit learners (tensors with the learner dimension first). The env replaces its fields
+    each step (the fast path writes new arrays); a checkpoint is this object."""
+
+    means: Tensor
+    """(B, K) the arms' means in the current episode."""
+    key: Tensor
+    """(B,) int32 the learner's reward-noise stream key of the episode."""
+    history: ArmHistory
+    """The (arm, reward) history in use: counts and reward sums per arm (and the window ring buffer)."""
+    pulls: Tensor
+    """(B, K) pulls of each arm in the episode (the window's counts are ``history.counts``)."""
+    theta: Tensor
+    """(B, K) the ridge arm means ``S_k / (n_k + lam)``: the model."""
+    steps: Tensor
+    """(B,) int64 pulls in the episode."""
+    cumulative_regret: Tensor
+    """(B,) the episode's summed pseudo-regret."""
 
 
 class BanditVectorEnv(BatchedVectorEnv):
@@ -127,6 +149,7 @@ class BanditVectorEnv(BatchedVectorEnv):
     """
 
     config_class = BanditConfig
+    env_id = "Reciprocal-Bandit-v0"
 
     def _setup(self) -> None:
         cfg = self.config
@@ -136,12 +159,15 @@ class BanditVectorEnv(BatchedVectorEnv):
         self.windowed = cfg.history == "window"
         self._fixed_means = None if cfg.means is None else torch.as_tensor(cfg.means, dtype=dt, device=dev)
         self._build_spaces()
-        self.means = torch.zeros(B, K, dtype=dt, device=dev)
-        self.pulls = torch.zeros(B, K, dtype=dt, device=dev)
-        self.theta = torch.zeros(B, K, dtype=dt, device=dev)
-        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
-        self.cumulative_regret = torch.zeros(B, dtype=dt, device=dev)
-        self._key = torch.zeros(B, dtype=torch.int32, device=dev)
+        window = cfg.window if self.windowed and not self.expected else None
+        zeros = torch.zeros(B, K, dtype=dt, device=dev)
+        self.state = BanditState(
+            means=zeros, key=torch.zeros(B, dtype=torch.int32, device=dev),
+            history=ArmHistory.empty(B, K, window, dt, dev), pulls=zeros.clone(), theta=zeros.clone(),
+            steps=torch.zeros(B, dtype=torch.int64, device=dev), cumulative_regret=torch.zeros(B, dtype=dt, device=dev),
+        )
+        # workspace (rebuilt from the state, never saved): the episode's best arm, look-ahead uniforms, fast-path views
+        self._best, self._best_arm = self.state.means.max(1)
         self._uniforms = crandom.UniformBlocks()
         self._ones = torch.ones(B, 1, dtype=dt, device=dev)
         self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
@@ -150,8 +176,20 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._lam32 = np.float32(self._lam)  # the fast path's float32 arithmetic, as torch casts a Python scalar
         self._fast_cache: tuple | None = None  # the fast path's tensors and their numpy views, see _step_fast
         self._step_obs: tuple[Tensor, Tensor] | None = None
-        window = cfg.window if self.windowed and not self.expected else None
-        self.history = ArmHistory.empty(B, K, window, dt, dev)
+
+    def _rebuild_workspace(self) -> None:
+        self._best, self._best_arm = self.state.means.max(1)
+        self._uniforms.invalidate()
+        self._fast_cache = None
+        self._step_obs = None
+
+    def _check_state(self, state: BanditState) -> None:
+        K = self.n_arms
+        if state.history.window_arm is not None:
+            ckpt.check_range("state.history.window_arm", state.history.window_arm, 0, K)
+        ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
+        if bool((state.history.counts < 0).any()) or bool((state.pulls < 0).any()):
+            raise ckpt.CheckpointError("checkpoint fields 'state.history.counts' / 'state.pulls' hold negative counts")
 
     def _build_spaces(self) -> None:
         cfg, K = self.config, self.n_arms
@@ -186,21 +224,21 @@ class BanditVectorEnv(BatchedVectorEnv):
                     means.append(cfg.prior_mean + cfg.prior_std * rng.standard_normal(K))
         if len(learners):
             key = torch.as_tensor(keys, dtype=torch.int64, device=self.device)
-            self._key[learners] = crandom.stream_key(crandom.as_word(key).to(self.device), 0)
+            self.state.key[learners] = crandom.stream_key(crandom.as_word(key).to(self.device), 0)
             if self._fixed_means is None:
-                self.means[learners] = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
+                self.state.means[learners] = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
             else:
-                self.means[learners] = self._fixed_means
+                self.state.means[learners] = self._fixed_means
         self._uniforms.invalidate()
         keep = ~rows.unsqueeze(1)
-        self.history = self.history.cleared(rows)
+        self.state.history = self.state.history.cleared(rows)
         for name in ("pulls", "theta"):
-            setattr(self, name, getattr(self, name) * keep)
-        self.steps = torch.where(rows, 0, self.steps)
-        self.cumulative_regret = torch.where(rows, 0.0, self.cumulative_regret)
-        self._best, self._best_arm = self.means.max(1)  # fixed for the episode
-        zero = torch.zeros_like(self.cumulative_regret)
-        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.steps, -1),
+            setattr(self.state, name, getattr(self.state, name) * keep)
+        self.state.steps = torch.where(rows, 0, self.state.steps)
+        self.state.cumulative_regret = torch.where(rows, 0.0, self.state.cumulative_regret)
+        self._best, self._best_arm = self.state.means.max(1)  # fixed for the episode
+        zero = torch.zeros_like(self.state.cumulative_regret)
+        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.state.steps, -1),
                 "best_arm": self._best_arm}
 
     # ----- the reciprocal step --------------------------------------------------------------------------------
@@ -231,46 +269,46 @@ class BanditVectorEnv(BatchedVectorEnv):
         a = self._check_actions(actions)
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
-            mu = (a * self.means).sum(1)
+            mu = (a * self.state.means).sum(1)
             reward = mu
-            added_n, added_s = a, a * self.means
+            added_n, added_s = a, a * self.state.means
             decay = (1.0 - 1.0 / cfg.window) if self.windowed else 1.0
             if live is not None:
                 added_n, added_s = added_n * live, added_s * live
                 decay = 1.0 - (1.0 - decay) * live
-            h = self.history
-            self.history = ArmHistory(h.counts * decay + added_n, h.sums * decay + added_s, None, None)
-            self.pulls = self.pulls + added_n
-            arm = torch.full_like(self.steps, -1)
+            h = self.state.history
+            self.state.history = ArmHistory(h.counts * decay + added_n, h.sums * decay + added_s, None, None)
+            self.state.pulls = self.state.pulls + added_n
+            arm = torch.full_like(self.state.steps, -1)
         else:
-            mu = self.means.gather(1, a.unsqueeze(1)).squeeze(1)
-            u = self._uniforms.next(self._key, self.steps, self.dtype)
+            mu = self.state.means.gather(1, a.unsqueeze(1)).squeeze(1)
+            u = self._uniforms.next(self.state.key, self.state.steps, self.dtype)
             if cfg.reward_dist == "bernoulli":
                 reward = (u < mu).to(self.dtype)
             else:
                 noise = torch.special.ndtri(u.double()).to(self.dtype)
                 reward = mu + cfg.noise_std * noise
-            self.history = self.history.record(self.steps, a, reward, None if every else rows)
+            self.state.history = self.state.history.record(self.state.steps, a, reward, None if every else rows)
             arm = a
             if self.windowed:
                 one = self._ones if every else rows.to(self.dtype).unsqueeze(1)
-                self.pulls = self.pulls.scatter_add(1, a.unsqueeze(1), one)
+                self.state.pulls = self.state.pulls.scatter_add(1, a.unsqueeze(1), one)
             else:  # the full history holds every pull
-                self.pulls = self.history.counts
-        self.theta = self.history.means(cfg.lam)
+                self.state.pulls = self.state.history.counts
+        self.state.theta = self.state.history.means(cfg.lam)
         regret = self._best - mu
         if not every:
             reward = reward * rows
             regret = regret * rows
-            self.steps = self.steps + rows
+            self.state.steps = self.state.steps + rows
         else:
-            self.steps = self.steps + 1
-        self.cumulative_regret = self.cumulative_regret + regret
-        truncated = self.steps >= cfg.max_steps
+            self.state.steps = self.state.steps + 1
+        self.state.cumulative_regret = self.state.cumulative_regret + regret
+        truncated = self.state.steps >= cfg.max_steps
         if not every:
             truncated = truncated & rows
         terminated = torch.zeros_like(truncated)
-        info = {"regret": regret, "cumulative_regret": self.cumulative_regret, "arm": arm,
+        info = {"regret": regret, "cumulative_regret": self.state.cumulative_regret, "arm": arm,
                 "best_arm": self._best_arm}
         return reward, terminated, truncated, info
 
@@ -285,16 +323,16 @@ class BanditVectorEnv(BatchedVectorEnv):
         place, also while their memory is the same (a deep copy of the env has new memory)."""
         B, K = self.num_envs, self.n_arms
         self._uniforms.invalidate()  # the kernel draws the uniforms itself (the same counter-based values)
-        h = self.history
+        h = self.state.history
         c = self._fast_cache
-        if (c is not None and c[0] is h.counts and c[1] is h.sums and c[2] is self.cumulative_regret
-                and c[3] is self.steps and c[4] is self.means and c[5] is self._best and c[6] is self._key
-                and c[7] == self.means.data_ptr() and c[8] == self._key.data_ptr()):
+        st = self.state
+        if (c is not None and c[0] is h.counts and c[1] is h.sums and c[2] is st.cumulative_regret
+                and c[3] is st.steps and c[4] is st.means and c[5] is self._best and c[6] is st.key
+                and c[7] == st.means.data_ptr() and c[8] == st.key.data_ptr()):
             counts, sums, cumulative, steps, means, best, key = c[9]
         else:
             counts, sums, cumulative, steps, means, best, key = (
-                t.numpy() for t in (h.counts, h.sums, self.cumulative_regret, self.steps, self.means, self._best,
-                                    self._key))
+                t.numpy() for t in (h.counts, h.sums, st.cumulative_regret, st.steps, st.means, self._best, st.key))
         block = np.empty(3 * B * K + 4 * B, dtype=np.float32)  # counts, sums, theta; reward, regret, cumulative, step
         stats, per_learner = block[: 3 * B * K].reshape(3, B, K), block[3 * B * K :].reshape(4, B)
         steps_out, truncated = np.empty(B, dtype=np.int64), np.empty(B, dtype=np.bool_)
@@ -304,26 +342,27 @@ class BanditVectorEnv(BatchedVectorEnv):
         counts_t, sums_t, theta_t, reward, regret, cumulative_t, steps_t, truncated_t = (
             torch.from_numpy(x) for x in (stats[0], stats[1], stats[2], per_learner[0], per_learner[1],
                                           per_learner[2], steps_out, truncated))
-        self._fast_cache = (counts_t, sums_t, cumulative_t, steps_t, self.means, self._best, self._key,
-                            self.means.data_ptr(), self._key.data_ptr(),
+        self._fast_cache = (counts_t, sums_t, cumulative_t, steps_t, st.means, self._best, st.key,
+                            st.means.data_ptr(), st.key.data_ptr(),
                             (stats[0], stats[1], per_learner[2], steps_out, means, best, key))
-        self.history = ArmHistory(counts_t, sums_t, None, None)
-        self.pulls, self.theta, self.steps, self.cumulative_regret = counts_t, theta_t, steps_t, cumulative_t
+        st.history = ArmHistory(counts_t, sums_t, None, None)
+        st.pulls, st.theta, st.steps, st.cumulative_regret = counts_t, theta_t, steps_t, cumulative_t
         self._step_obs = (steps_t, torch.from_numpy(per_learner[3].reshape(B, 1)))
         info = {"regret": regret, "cumulative_regret": cumulative_t, "arm": a, "best_arm": self._best_arm}
         return reward, torch.from_numpy(np.zeros(B, dtype=np.bool_)), truncated_t, info
 
     def _observe(self) -> dict[str, Tensor]:
-        obs = {"theta": self.theta, "counts": self.history.counts, "pulls": self.pulls}
+        obs = {"theta": self.state.theta, "counts": self.state.history.counts, "pulls": self.state.pulls}
         if self.dtype != torch.float32:
             obs = {key: value.float() for key, value in obs.items()}
         cached = self._step_obs  # the fast path's (steps, float32 steps) pair
-        obs["step"] = cached[1] if cached is not None and cached[0] is self.steps else self.steps.float().unsqueeze(1)
+        steps = self.state.steps
+        obs["step"] = cached[1] if cached is not None and cached[0] is steps else steps.float().unsqueeze(1)
         return obs
 
 
     def parameters(self) -> Tensor:
-        return self.theta
+        return self.state.theta
 
     def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """Bernoulli arms: the history as a measure on arms x {0, 1}, support (k, r) with mass ``n_k - S_k`` at
@@ -336,7 +375,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         eye = torch.eye(K, dtype=self.dtype, device=self.device) / 2**0.5
         x = eye.repeat(2, 1).expand(B, -1, -1)
         y = torch.eye(2, dtype=self.dtype, device=self.device).repeat_interleave(K, 0).expand(B, -1, -1)
-        n, s = self.history.counts, self.history.sums
+        n, s = self.state.history.counts, self.state.history.sums
         mass = torch.cat([(n - s).clamp_min(0.0), s], dim=1)
         total = mass.sum(1, keepdim=True)
         empty = torch.cat([torch.ones_like(n), torch.zeros_like(s)], 1) / K

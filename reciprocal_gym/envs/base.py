@@ -11,7 +11,6 @@ so learner i of a batch follows the same trajectory as a single env seeded with 
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
 from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, show
+from reciprocal_gym.envs import checkpoint as ckpt
 
 AUTORESET_MODES = {
     "next_step": AutoresetMode.NEXT_STEP,
@@ -269,32 +269,103 @@ class BatchedVectorEnv(VectorEnv):
     def close_extras(self, **kwargs: Any) -> None:
         pass
 
-    # ----- checkpoints ----------------------------------------------------------------------------------------
-    _STATIC = frozenset({"config", "dataset", "sizes", "_fixed_split", "_base_X", "single_observation_space",
-                         "single_action_space", "observation_space", "action_space", "metadata", "device",
-                         "dtype", "num_envs", "render_mode", "_rows_X", "_rows_y", "_all_rows", "_eye", "_ones",
-                         "omegas", "_fast_cache", "_step_obs"})  # the last two: caches keyed by tensor identity
+    # ----- state and checkpoints -----------------------------------------------------------------------------
+    env_id: str = ""
+    """The registered id, written into checkpoints."""
+
+    state: Any
+    """The env's explicit state: a dataclass of tensors with the learner dimension first (see each env's
+    ``*State`` class). Everything else an env holds is either fixed by its config or a workspace rebuilt from the
+    state (:meth:`_rebuild_workspace`)."""
+
+    def _check_state(self, state: Any) -> None:
+        """Refuse a restored state whose values break the env's invariants (indices out of range); the dtypes,
+        shapes and finiteness are checked already. Raise :class:`~reciprocal_gym.envs.checkpoint.CheckpointError`."""
+
+    def _rebuild_workspace(self) -> None:
+        """Recompute every cache from ``self.state`` (after a state is restored)."""
+
+    def _header(self) -> dict[str, Any]:
+        import reciprocal_gym
+
+        description = ckpt.config_description(self.config)
+        description["dtype"] = repr(str(self.dtype))  # "float32" and torch.float32 are the same setting
+        return {
+            "format": ckpt.FORMAT,
+            "env_id": self.env_id,
+            "package_version": reciprocal_gym.__version__,
+            "config": description,
+            "config_hash": ckpt.config_hash(description),
+            "num_envs": self.num_envs,
+            "dtype": str(self.dtype),
+            "device": str(self.device),
+            "autoreset_mode": next(k for k, v in AUTORESET_MODES.items() if v == self.metadata["autoreset_mode"]),
+        }
+
+    def _episode_tensors(self) -> dict[str, Tensor]:
+        return {"episodes.seeds": torch.from_numpy(self._seeds.copy()),
+                "episodes.number": torch.from_numpy(self._episodes.copy()),
+                "episodes.needs_reset": self._needs_reset.clone()}
 
     def get_state(self) -> dict[str, Any]:
-        """A deep copy of everything that changes while the env runs (tensors, episode counters and seeds, the
-        solver and random-number caches): with :meth:`set_state` a run continues exactly as it would have."""
-        return copy.deepcopy({k: v for k, v in self.__dict__.items() if k not in self._STATIC})
+        """A checkpoint of the env in memory (a copy): header, state tensors and checksum; see
+        :mod:`reciprocal_gym.envs.checkpoint`. With :meth:`set_state` a run continues exactly as it would have."""
+        tensors = {**{f"state.{k}": None if v is None else v.clone() for k, v in ckpt.flatten(self.state).items()},
+                   **self._episode_tensors()}
+        header = self._header()
+        header["flags"] = {"seeded": bool(self._seeded), "has_reset": bool(self._has_reset)}
+        header["fields"] = ckpt.field_spec(tensors)
+        header["checksum"] = ckpt.checksum(tensors)
+        return {"header": header, "tensors": tensors}
 
-    def set_state(self, state: dict[str, Any]) -> None:
-        """Restore a :meth:`get_state` snapshot taken from an env built with the same arguments."""
-        unknown = set(state) - set(self.__dict__)
-        if unknown:
-            raise ValueError(f"state has entries {sorted(unknown)} that this env does not have: it comes from an "
-                             f"env of another kind")
-        self.__dict__.update(copy.deepcopy(state))
+    def set_state(self, checkpoint: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` checkpoint taken from an env with the same id, config, batch size, dtype and
+        autoreset mode (on any device; the tensors move to this env's). Every field is checked first; a mismatch
+        raises :class:`~reciprocal_gym.envs.checkpoint.CheckpointError` naming the field and both values, and leaves
+        the env as it was. The env need not have been reset."""
+        if not isinstance(checkpoint, dict) or set(checkpoint) != {"header", "tensors"}:
+            raise ckpt.CheckpointError("a checkpoint is a dict with 'header' and 'tensors' (from get_state or "
+                                       "save_state)")
+        header, tensors = checkpoint["header"], checkpoint["tensors"]
+        ckpt.check_header(header, self._header())
+        template = {**{f"state.{k}": v for k, v in ckpt.flatten(self.state).items()}, **self._episode_tensors()}
+        ckpt.check_fields(tensors, template, header.get("fields"))
+        if header.get("checksum") != ckpt.checksum(tensors):
+            raise ckpt.CheckpointError("the checkpoint's checksum does not match its tensors: the file is damaged")
+        flags = header.get("flags")
+        if not isinstance(flags, dict) or set(flags) != {"seeded", "has_reset"} or \
+                not all(isinstance(v, bool) for v in flags.values()):
+            raise ckpt.CheckpointError("the checkpoint header's flags are missing or malformed")
+        moved = {k: None if v is None else v.to(template[k].device, copy=True) for k, v in tensors.items()}
+        state = ckpt.rebuild(self.state, {k.removeprefix("state."): v for k, v in moved.items()
+                                          if k.startswith("state.")})
+        ckpt.check_range("episodes.seeds", moved["episodes.seeds"], 0, 2**63)
+        ckpt.check_range("episodes.number", moved["episodes.number"], 0, 2**63)
+        self._check_state(state)
+        self.state = state
+        self._seeds = moved["episodes.seeds"].numpy().copy()
+        self._episodes = moved["episodes.number"].numpy().copy()
+        self._needs_reset = moved["episodes.needs_reset"]
+        self._seeded, self._has_reset = flags["seeded"], flags["has_reset"]
+        self._rebuild_workspace()
 
     def save_state(self, path: str | Path) -> None:
-        """Write :meth:`get_state` to ``path`` (torch.save; tensors keep their device)."""
-        torch.save(self.get_state(), path)
+        """Write the :meth:`get_state` checkpoint to ``path`` (``torch.save`` of tensors, numbers and text only)."""
+        checkpoint = self.get_state()
+        checkpoint["tensors"] = {k: None if v is None else v.cpu() for k, v in checkpoint["tensors"].items()}
+        torch.save(checkpoint, path)
 
     def load_state(self, path: str | Path) -> None:
-        """Restore a state written by :meth:`save_state`."""
-        self.set_state(torch.load(path, weights_only=False, map_location=self.device))
+        """Restore a checkpoint written by :meth:`save_state` (read with ``weights_only=True``: no code runs); see
+        :meth:`set_state` for what is checked."""
+        try:
+            checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # torch raises several kinds for a damaged or foreign file
+            raise ckpt.CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0][:200]})") from exc
+        self.set_state(checkpoint)
 
 
 def _to_numpy(value: Any) -> Any:
@@ -364,6 +435,27 @@ class SingleEnv(gym.Env):
     def config(self) -> Any:
         """The validated settings of the underlying batched env."""
         return self.vector_env.config
+
+    @property
+    def state(self) -> Any:
+        """The explicit state of the underlying batched env (one learner)."""
+        return self.vector_env.state
+
+    def get_state(self) -> dict[str, Any]:
+        """A checkpoint in memory; see :meth:`BatchedVectorEnv.get_state`."""
+        return self.vector_env.get_state()
+
+    def set_state(self, checkpoint: dict[str, Any]) -> None:
+        """Restore a :meth:`get_state` checkpoint of a single env with the same id and config."""
+        self.vector_env.set_state(checkpoint)
+
+    def save_state(self, path: str | Path) -> None:
+        """Write a checkpoint to ``path``; see :meth:`BatchedVectorEnv.save_state`."""
+        self.vector_env.save_state(path)
+
+    def load_state(self, path: str | Path) -> None:
+        """Restore a checkpoint written by :meth:`save_state`; no prior ``reset()`` needed."""
+        self.vector_env.load_state(path)
 
     def action_masks(self) -> np.ndarray:
         """Bool mask of allowed actions, as sb3-contrib's maskable algorithms expect."""

@@ -15,6 +15,7 @@ from reciprocal_gym.arguments import Choice, Integer, Mapping, Maybe, Real, chec
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
 from reciprocal_gym.data.splits import standardization
+from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 
 SOURCES = ("dataset", "linear")
@@ -59,6 +60,40 @@ class ContextualBanditConfig:
                                  "unset, or use source='linear'")
             if self.X is None and self.dataset is None:
                 raise ValueError("dataset=None needs X and y arrays (source='dataset')")
+
+
+@dataclass(slots=True)
+class ContextualBanditState:
+    """The state of B contextual-bandit learners (tensors with the learner dimension first)."""
+
+    gram: Tensor
+    """(B, K, p, p) per-arm Gram matrices ``sum x x^T`` of the history in use."""
+    moment: Tensor
+    """(B, K, p) per-arm ``sum r x``."""
+    counts: Tensor
+    """(B, K) pulls per arm in the history in use."""
+    theta: Tensor
+    """(B, K, p) the ridge weights (the model)."""
+    widths: Tensor
+    """(B, K) the confidence widths ``|x|_{A^-1}`` of the current context."""
+    true_weights: Tensor
+    """(B, K, p) the arms' true weights (linear source; zeros for the dataset source)."""
+    context: Tensor
+    """(B, p) the current context (intercept last)."""
+    context_row: Tensor
+    """(B,) int64 the dataset row of the context (dataset source)."""
+    steps: Tensor
+    """(B,) int64 pulls in the episode."""
+    cumulative_regret: Tensor
+    """(B,) the episode's summed regret."""
+    keys: Tensor
+    """(B, 2) int32 stream keys: contexts, reward noise."""
+    window_X: Tensor | None
+    """(B, W, p) ring buffer of the window's contexts (None for a full history)."""
+    window_arm: Tensor | None
+    """(B, W) int64 their arms."""
+    window_reward: Tensor | None
+    """(B, W) their rewards."""
 
 
 class ContextualBanditVectorEnv(BatchedVectorEnv):
@@ -121,6 +156,7 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     """
 
     config_class = ContextualBanditConfig
+    env_id = "Reciprocal-ContextualBandit-v0"
 
     def _setup(self) -> None:
         cfg = self.config
@@ -139,22 +175,33 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
             self.n_features = (LINEAR_DEFAULTS["dim"] if cfg.dim is None else cfg.dim) + 1
         K, p = self.n_arms, self.n_features
         self._build_spaces()
-        self.gram = torch.zeros(B, K, p, p, dtype=dt, device=dev)
-        self.moment = torch.zeros(B, K, p, dtype=dt, device=dev)
-        self.counts = torch.zeros(B, K, dtype=dt, device=dev)
-        self.theta = torch.zeros(B, K, p, dtype=dt, device=dev)
-        self.widths = torch.zeros(B, K, dtype=dt, device=dev)
-        self.true_weights = torch.zeros(B, K, p, dtype=dt, device=dev)
-        self.context = torch.zeros(B, p, dtype=dt, device=dev)
-        self.context_row = torch.zeros(B, dtype=torch.int64, device=dev)
-        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
-        self.cumulative_regret = torch.zeros(B, dtype=dt, device=dev)
-        self._keys = torch.zeros(B, 2, dtype=torch.int32, device=dev)  # streams: contexts, reward noise
+        window = cfg.window if cfg.history == "window" else None
+        self.state = ContextualBanditState(
+            gram=torch.zeros(B, K, p, p, dtype=dt, device=dev),
+            moment=torch.zeros(B, K, p, dtype=dt, device=dev),
+            counts=torch.zeros(B, K, dtype=dt, device=dev),
+            theta=torch.zeros(B, K, p, dtype=dt, device=dev),
+            widths=torch.zeros(B, K, dtype=dt, device=dev),
+            true_weights=torch.zeros(B, K, p, dtype=dt, device=dev),
+            context=torch.zeros(B, p, dtype=dt, device=dev),
+            context_row=torch.zeros(B, dtype=torch.int64, device=dev),
+            steps=torch.zeros(B, dtype=torch.int64, device=dev),
+            cumulative_regret=torch.zeros(B, dtype=dt, device=dev),
+            keys=torch.zeros(B, 2, dtype=torch.int32, device=dev),
+            window_X=None if window is None else torch.zeros(B, window, p, dtype=dt, device=dev),
+            window_arm=None if window is None else torch.zeros(B, window, dtype=torch.int64, device=dev),
+            window_reward=None if window is None else torch.zeros(B, window, dtype=dt, device=dev),
+        )
         self._eye = torch.eye(p, dtype=dt, device=dev)
-        if cfg.history == "window":
-            self._window_X = torch.zeros(B, cfg.window, p, dtype=dt, device=dev)
-            self._window_arm = torch.zeros(B, cfg.window, dtype=torch.int64, device=dev)
-            self._window_reward = torch.zeros(B, cfg.window, dtype=dt, device=dev)
+
+    def _check_state(self, state: ContextualBanditState) -> None:
+        ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
+        if self.config.source == "dataset":
+            ckpt.check_range("state.context_row", state.context_row, 0, len(self._rows_y))
+        if state.window_arm is not None:
+            ckpt.check_range("state.window_arm", state.window_arm, 0, self.n_arms)
+        if bool((state.counts < 0).any()):
+            raise ckpt.CheckpointError("checkpoint field 'state.counts' holds negative counts")
 
     def _build_spaces(self) -> None:
         K, p, cfg = self.n_arms, self.n_features, self.config
@@ -177,27 +224,27 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         """The context of step ``steps`` for learners ``rows`` (counter-based, so batch-independent)."""
         cfg, p = self.config, self.n_features
         if cfg.source == "dataset":
-            u = crandom.uniform(self._keys[:, 0], self.steps, torch.float64)
+            u = crandom.uniform(self.state.keys[:, 0], self.state.steps, torch.float64)
             row = (u * len(self._rows_y)).long().clamp_max(len(self._rows_y) - 1)
             x = self._rows_X[row]
-            self.context_row = torch.where(rows, row, self.context_row)
+            self.state.context_row = torch.where(rows, row, self.state.context_row)
         else:
             d = p - 1
-            counter = self.steps.unsqueeze(1) * d + torch.arange(d, device=self.device)
-            z = crandom.normal(self._keys[:, :1], counter, self.dtype)
+            counter = self.state.steps.unsqueeze(1) * d + torch.arange(d, device=self.device)
+            z = crandom.normal(self.state.keys[:, :1], counter, self.dtype)
             x = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
-        self.context = torch.where(rows.unsqueeze(1), x, self.context)
+        self.state.context = torch.where(rows.unsqueeze(1), x, self.state.context)
 
     def _expected_rewards(self) -> Tensor:
         """(B, K) expected reward of each arm for the current context."""
         if self.config.source == "dataset":
-            classes = self._rows_y[self.context_row]
+            classes = self._rows_y[self.state.context_row]
             return torch.nn.functional.one_hot(classes, self.n_arms).to(self.dtype)
-        return torch.einsum("bkp,bp->bk", self.true_weights, self.context)
+        return torch.einsum("bkp,bp->bk", self.state.true_weights, self.state.context)
 
     def _refresh(self) -> None:
         """Ridge weights and confidence widths from the sufficient statistics (one Cholesky per arm)."""
-        A = self.gram + self.config.lam * self._eye
+        A = self.state.gram + self.config.lam * self._eye
         L, failed = torch.linalg.cholesky_ex(A)
         scale = 10.0 * torch.finfo(A.dtype).eps
         while bool(failed.any()) and scale < 1e-2:
@@ -209,9 +256,9 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
             scale *= 10.0
         if bool(failed.any()):
             raise FloatingPointError("the ridge systems stayed indefinite after jitter; use dtype=torch.float64")
-        self.theta = torch.cholesky_solve(self.moment.unsqueeze(-1), L).squeeze(-1)
-        x = self.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
-        self.widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)
+        self.state.theta = torch.cholesky_solve(self.state.moment.unsqueeze(-1), L).squeeze(-1)
+        x = self.state.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
+        self.state.widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
@@ -220,27 +267,27 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         if len(learners):
             keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
                                    dtype=torch.int32, device=self.device)
-            self._keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 0),
+            self.state.keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 0),
                                                 crandom.stream_key(keys[:, 1], 1)], dim=1)
             if cfg.source == "linear":
                 w = np.stack([rng.standard_normal((K, p - 1)) / np.sqrt(p - 1) for rng in rngs.values()])
                 weights = torch.zeros(len(learners), K, p, dtype=self.dtype, device=self.device)
                 weights[..., :-1] = torch.as_tensor(w, dtype=self.dtype, device=self.device)
-                self.true_weights[learners] = weights
+                self.state.true_weights[learners] = weights
         keep = ~rows
-        self.gram = self.gram * keep.view(-1, 1, 1, 1)
-        self.moment = self.moment * keep.view(-1, 1, 1)
-        self.counts = self.counts * keep.view(-1, 1)
+        self.state.gram = self.state.gram * keep.view(-1, 1, 1, 1)
+        self.state.moment = self.state.moment * keep.view(-1, 1, 1)
+        self.state.counts = self.state.counts * keep.view(-1, 1)
         if cfg.history == "window":
-            self._window_X = self._window_X * keep.view(-1, 1, 1)
-            self._window_reward = self._window_reward * keep.view(-1, 1)
-        self.steps = torch.where(rows, 0, self.steps)
-        self.cumulative_regret = torch.where(rows, 0.0, self.cumulative_regret)
+            self.state.window_X = self.state.window_X * keep.view(-1, 1, 1)
+            self.state.window_reward = self.state.window_reward * keep.view(-1, 1)
+        self.state.steps = torch.where(rows, 0, self.state.steps)
+        self.state.cumulative_regret = torch.where(rows, 0.0, self.state.cumulative_regret)
         self._draw_contexts(rows)
         self._refresh()
-        zero = torch.zeros_like(self.cumulative_regret)
-        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.steps, -1),
-                "best_arm": torch.full_like(self.steps, -1)}
+        zero = torch.zeros_like(self.state.cumulative_regret)
+        return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.state.steps, -1),
+                "best_arm": torch.full_like(self.state.steps, -1)}
 
     # ----- the reciprocal step --------------------------------------------------------------------------------
     def _check_actions(self, actions: Any) -> Tensor:
@@ -256,59 +303,59 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         if cfg.source == "dataset":
             reward = mu
         else:
-            reward = mu + cfg.noise_std * crandom.normal(self._keys[:, 1], self.steps, self.dtype)
-        x = self.context
+            reward = mu + cfg.noise_std * crandom.normal(self.state.keys[:, 1], self.state.steps, self.dtype)
+        x = self.state.context
         onehot = torch.nn.functional.one_hot(a, self.n_arms).to(self.dtype) * live.unsqueeze(1)
         outer = x.unsqueeze(2) * x.unsqueeze(1)
-        gram = self.gram + onehot.view(-1, self.n_arms, 1, 1) * outer.unsqueeze(1)
-        moment = self.moment + onehot.unsqueeze(2) * (reward.unsqueeze(1) * x).unsqueeze(1)
-        counts = self.counts + onehot
+        gram = self.state.gram + onehot.view(-1, self.n_arms, 1, 1) * outer.unsqueeze(1)
+        moment = self.state.moment + onehot.unsqueeze(2) * (reward.unsqueeze(1) * x).unsqueeze(1)
+        counts = self.state.counts + onehot
         if cfg.history == "window":
-            slot = (self.steps % cfg.window).unsqueeze(1)
-            leaving = ((self.steps >= cfg.window).to(self.dtype) * live).unsqueeze(1)
-            old_x = self._window_X.gather(1, slot.unsqueeze(2).expand(-1, -1, self.n_features)).squeeze(1)
-            old_arm = self._window_arm.gather(1, slot).squeeze(1)
-            old_reward = self._window_reward.gather(1, slot).squeeze(1)
+            slot = (self.state.steps % cfg.window).unsqueeze(1)
+            leaving = ((self.state.steps >= cfg.window).to(self.dtype) * live).unsqueeze(1)
+            old_x = self.state.window_X.gather(1, slot.unsqueeze(2).expand(-1, -1, self.n_features)).squeeze(1)
+            old_arm = self.state.window_arm.gather(1, slot).squeeze(1)
+            old_reward = self.state.window_reward.gather(1, slot).squeeze(1)
             old = torch.nn.functional.one_hot(old_arm, self.n_arms).to(self.dtype) * leaving
             gram = gram - old.view(-1, self.n_arms, 1, 1) * (old_x.unsqueeze(2) * old_x.unsqueeze(1)).unsqueeze(1)
             moment = moment - old.unsqueeze(2) * (old_reward.unsqueeze(1) * old_x).unsqueeze(1)
             counts = counts - old
             write = rows.unsqueeze(1)
-            self._window_X = self._window_X.scatter(
+            self.state.window_X = self.state.window_X.scatter(
                 1, slot.unsqueeze(2).expand(-1, -1, self.n_features),
                 torch.where(write, x, old_x).unsqueeze(1))
-            self._window_arm = self._window_arm.scatter(1, slot, torch.where(rows, a, old_arm).unsqueeze(1))
-            self._window_reward = self._window_reward.scatter(
+            self.state.window_arm = self.state.window_arm.scatter(1, slot, torch.where(rows, a, old_arm).unsqueeze(1))
+            self.state.window_reward = self.state.window_reward.scatter(
                 1, slot, torch.where(rows, reward, old_reward).unsqueeze(1))
             # an arm with no pulls left in the window holds exactly no statistics (no rounding residue)
             empty = (counts == 0).view(-1, self.n_arms, 1)
             gram = torch.where(empty.unsqueeze(-1), 0.0, gram)
             moment = torch.where(empty, 0.0, moment)
-        self.gram, self.moment, self.counts = gram, moment, counts
+        self.state.gram, self.state.moment, self.state.counts = gram, moment, counts
         regret = (best - mu) * live
         reward = reward * live
-        self.steps = self.steps + rows.long()
-        self.cumulative_regret = self.cumulative_regret + regret
+        self.state.steps = self.state.steps + rows.long()
+        self.state.cumulative_regret = self.state.cumulative_regret + regret
         self._draw_contexts(rows)
         self._refresh()
-        truncated = rows & (self.steps >= cfg.max_steps)
-        info = {"regret": regret, "cumulative_regret": self.cumulative_regret,
+        truncated = rows & (self.state.steps >= cfg.max_steps)
+        info = {"regret": regret, "cumulative_regret": self.state.cumulative_regret,
                 "arm": torch.where(rows, a, -1), "best_arm": torch.where(rows, best_arm, -1)}
         return reward, torch.zeros_like(truncated), truncated, info
 
     def _observe(self) -> dict[str, Tensor]:
         f32 = torch.float32
         return {
-            "context": self.context.to(f32),
-            "theta": self.theta.to(f32),
-            "widths": self.widths.to(f32),
-            "counts": self.counts.to(f32),
-            "step": self.steps.to(f32).unsqueeze(1),
+            "context": self.state.context.to(f32),
+            "theta": self.state.theta.to(f32),
+            "widths": self.state.widths.to(f32),
+            "counts": self.state.counts.to(f32),
+            "step": self.state.steps.to(f32).unsqueeze(1),
         }
 
 
     def parameters(self) -> Tensor:
-        return self.theta.flatten(1)
+        return self.state.theta.flatten(1)
 
 
 class ContextualBanditEnv(SingleEnv):

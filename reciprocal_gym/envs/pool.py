@@ -32,6 +32,7 @@ from reciprocal_gym.data import (
     split_from_arrays,
 )
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
+from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import BatchedVectorEnv, action_tensor, resolve_dtype
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.learners import (
@@ -95,6 +96,36 @@ class PoolConfig:
             raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
 
 
+@dataclass(slots=True)
+class PoolState:
+    """The state of B pool learners (tensors with the learner dimension first): the reciprocal state (theta and
+    the adaptive training set), each learner's split of the dataset, and the labeled-only fit the gains are measured
+    against. The env replaces its fields as it steps; a checkpoint is this object. ``theta``, ``weight``, ``label``,
+    ``in_use``, ``age`` and ``step`` read through to ``reciprocal``."""
+
+    reciprocal: ReciprocalState
+    """theta (B, P) and the adaptive part of the training set (see :class:`~reciprocal_gym.core.ReciprocalState`)."""
+    rows: dict[str, Tensor]
+    """Per part (``labeled``, ``pool``, ``val``, ``test``): (B, n_part) int64 dataset row ids of each learner."""
+    labels: dict[str, Tensor]
+    """Per part: (B, n_part) int64 the rows' true classes."""
+    mean: Tensor
+    """(B, d) each learner's standardization means (from its non-test rows)."""
+    scale: Tensor
+    """(B, d) and scales."""
+    baseline_theta: Tensor
+    """(B, P) the labeled-only fit of the episode (the fit at reset)."""
+    baseline_accuracy: Tensor
+    """(B, 2) its validation and test accuracy."""
+
+    theta = property(lambda self: self.reciprocal.theta)
+    weight = property(lambda self: self.reciprocal.weight)
+    label = property(lambda self: self.reciprocal.label)
+    in_use = property(lambda self: self.reciprocal.in_use)
+    age = property(lambda self: self.reciprocal.age)
+    step = property(lambda self: self.reciprocal.step)
+
+
 class PoolVectorEnv(BatchedVectorEnv):
     """Base of the pool environments; see :class:`reciprocal_gym.envs.SelfTrainVectorEnv` for the full contract.
 
@@ -139,30 +170,58 @@ class PoolVectorEnv(BatchedVectorEnv):
         self.n_params = n_params(self.n_features, self.n_classes)
         self._build_spaces()
         B, dev, dt = self.num_envs, self.device, self.dtype
-        d = self.dataset.n_features
         # the dataset once on the device; each learner holds row numbers and standardization statistics
         self._base_X = torch.as_tensor(self.dataset.X, dtype=dt, device=dev)
-        self._rows = {
-            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
-        }
-        self._mean = torch.zeros(B, d, dtype=dt, device=dev)
-        self._scale = torch.ones(B, d, dtype=dt, device=dev)
-        self._labeled_X = torch.zeros(B, self.sizes.n_labeled, self.n_features, dtype=dt, device=dev)
-        self._labels = {
-            part: torch.zeros(B, getattr(self.sizes, f"n_{part}"), dtype=torch.int64, device=dev) for part in PARTS
-        }
-        self._labeled_onehot = torch.zeros(B, self.sizes.n_labeled, self.n_classes, dtype=dt, device=dev)
-        self.state = ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev)
+        sizes = {part: getattr(self.sizes, f"n_{part}") for part in PARTS}
+        self.state = self._empty_state()
+        # workspace (rebuilt from the state, never saved): features and one-hot labels of the labeled rows, the
+        # learners' pool / validation / test rows in one index, the predictions and metrics of the current theta
+        self._labeled_X = torch.zeros(B, sizes["labeled"], self.n_features, dtype=dt, device=dev)
+        self._labeled_onehot = torch.zeros(B, sizes["labeled"], self.n_classes, dtype=dt, device=dev)
+        self._eval_rows = torch.zeros(B, sizes["pool"] + sizes["val"] + sizes["test"], dtype=torch.int64, device=dev)
         self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
         self._candidates = torch.zeros(B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev)
         self._label_stats: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._metrics = {
             key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
         }
-        # the labeled-only fit of each learner (its fit at reset, when no pool point is in use) and its accuracies:
-        # the baseline of the gains reported in info
-        self._labeled_only_theta = torch.zeros(B, self.n_params, dtype=dt, device=dev)
-        self._labeled_only_accuracy = torch.zeros(B, 2, dtype=dt, device=dev)
+
+    def _empty_state(self) -> PoolState:
+        B, dev, dt = self.num_envs, self.device, self.dtype
+        d = self.dataset.n_features
+        sizes = {part: getattr(self.sizes, f"n_{part}") for part in PARTS}
+        return PoolState(
+            reciprocal=ReciprocalState.empty(B, self.n_pool, self.n_classes, self.n_params, dt, dev),
+            rows={part: torch.zeros(B, n, dtype=torch.int64, device=dev) for part, n in sizes.items()},
+            labels={part: torch.zeros(B, n, dtype=torch.int64, device=dev) for part, n in sizes.items()},
+            mean=torch.zeros(B, d, dtype=dt, device=dev),
+            scale=torch.ones(B, d, dtype=dt, device=dev),
+            baseline_theta=torch.zeros(B, self.n_params, dtype=dt, device=dev),
+            baseline_accuracy=torch.zeros(B, 2, dtype=dt, device=dev),
+        )
+
+    def _rebuild_workspace(self) -> None:
+        st = self.state
+        every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._eval_rows = torch.cat([st.rows["pool"], st.rows["val"], st.rows["test"]], dim=1)
+        self._labeled_X = self._features(st.rows["labeled"])
+        self._labeled_onehot = torch.nn.functional.one_hot(st.labels["labeled"], self.n_classes).to(self.dtype)
+        self._label_stats = None
+        self._update_predictions(every)
+
+    def _check_state(self, state: PoolState) -> None:
+        n_rows, C = self.dataset.n_samples, self.n_classes
+        for part in PARTS:
+            ckpt.check_range(f"state.rows.{part}", state.rows[part], 0, n_rows)
+            ckpt.check_range(f"state.labels.{part}", state.labels[part], 0, C)
+        r = state.reciprocal
+        ckpt.check_range("state.reciprocal.step", r.step, 0, self.config.max_steps + 1)
+        ckpt.check_range("state.reciprocal.age", r.age, -1, self.config.max_steps + 1)
+        if bool((r.weight < 0).any()) or bool((r.label < 0).any()) or bool((state.scale <= 0).any()):
+            raise ckpt.CheckpointError("checkpoint fields 'state.reciprocal.weight' / 'label' / 'state.scale' hold "
+                                       "negative values")
+        if bool((r.in_use != (r.weight > 0)).any()) and self.config.adaptation != "expected":
+            raise ckpt.CheckpointError("checkpoint field 'state.reciprocal.in_use' disagrees with the weights")
 
     # ----- spaces ---------------------------------------------------------------------------------------------
     def _build_spaces(self) -> None:
@@ -198,23 +257,24 @@ class PoolVectorEnv(BatchedVectorEnv):
             for rng in rngs.values()
         ]
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        st = self.state
         for part in PARTS if splits else ():
-            self._rows[part][learners] = torch.as_tensor(np.stack([sp.rows[part] for sp in splits]), device=self.device)
-            self._labels[part][learners] = torch.as_tensor(np.stack([sp.y[part] for sp in splits]), device=self.device)
-        for field, target in (("mean", self._mean), ("scale", self._scale)) if splits else ():
+            st.rows[part][learners] = torch.as_tensor(np.stack([sp.rows[part] for sp in splits]), device=self.device)
+            st.labels[part][learners] = torch.as_tensor(np.stack([sp.y[part] for sp in splits]), device=self.device)
+        for field, target in (("mean", self.state.mean), ("scale", self.state.scale)) if splits else ():
             values = np.stack([getattr(sp, field) for sp in splits])
             target[learners] = torch.as_tensor(values, dtype=self.dtype, device=self.device)
-        self._eval_rows = torch.cat([self._rows["pool"], self._rows["val"], self._rows["test"]], dim=1)
-        self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self._rows["labeled"]), self._labeled_X)
-        self._labeled_onehot = torch.nn.functional.one_hot(self._labels["labeled"], self.n_classes).to(self.dtype)
+        self._eval_rows = torch.cat([self.state.rows["pool"], self.state.rows["val"], self.state.rows["test"]], dim=1)
+        self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self.state.rows["labeled"]), self._labeled_X)
+        self._labeled_onehot = torch.nn.functional.one_hot(self.state.labels["labeled"], self.n_classes).to(self.dtype)
         empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
                                       self.device)
-        self.state = self.state.where(rows, empty)
+        self.state.reciprocal = self.state.reciprocal.where(rows, empty)
         fit = self._refit(rows)
         self._update_predictions(rows)
         accuracy = torch.stack([self._metrics["val_accuracy"], self._metrics["test_accuracy"]], 1)
-        self._labeled_only_theta = torch.where(rows.view(-1, 1), self.state.theta, self._labeled_only_theta)
-        self._labeled_only_accuracy = torch.where(rows.view(-1, 1), accuracy, self._labeled_only_accuracy)
+        self.state.baseline_theta = torch.where(rows.view(-1, 1), self.state.theta, self.state.baseline_theta)
+        self.state.baseline_accuracy = torch.where(rows.view(-1, 1), accuracy, self.state.baseline_accuracy)
         zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
         return self._step_info(fit, zero, torch.zeros_like(rows))
 
@@ -249,17 +309,17 @@ class PoolVectorEnv(BatchedVectorEnv):
     ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         """Adapt and refit learners ``update``; every learner in ``rows`` counts a step. Returns the step outputs."""
         cfg = self.config
-        state = self.state
+        state = self.state.reciprocal
         labels = self._labels_for(None if cfg.adaptation == "expected" else selection)
         moved = self._adapt(state, selection, labels)
         moved = moved.replace(step=moved.step + 1)
         # a learner that does not update (rejected action, or a skip) keeps its training set and model, but the
         # step still counts
         if bool(update.all()):  # the usual case: every learner adapts
-            self.state = moved
+            self.state.reciprocal = moved
         else:
             counted = state.replace(step=state.step + 1)
-            self.state = state.where(rows & ~update, counted).where(update, moved)
+            self.state.reciprocal = state.where(rows & ~update, counted).where(update, moved)
         previous_theta = state.theta
         previous = dict(self._metrics)
         fit = self._refit(update)
@@ -273,7 +333,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             gain = -theta_change
         reward = torch.where(update, gain, torch.zeros_like(gain))
         reward = torch.where(invalid, torch.full_like(gain, cfg.invalid_action_penalty), reward)
-        n_selectable = adapt.selectable(self.state, cfg.adaptation).sum(1)
+        n_selectable = adapt.selectable(self.state.reciprocal, cfg.adaptation).sum(1)
         terminated = rows & (n_selectable < self.k)
         truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
         return reward, terminated, truncated, self._step_info(fit, theta_change, invalid)
@@ -310,7 +370,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         if bool(((a < 0) | (a >= n)).any()):
             raise ValueError(f"action indices must be in [0, {n}) (n_pool={n}); got values in "
                              f"[{int(a.min())}, {int(a.max())}]")
-        allowed = adapt.selectable(self.state, self.config.adaptation).gather(1, a).all(1)
+        allowed = adapt.selectable(self.state.reciprocal, self.config.adaptation).gather(1, a).all(1)
         if self.k > 1:
             ordered = a.sort(1).values
             allowed = allowed & (ordered[:, 1:] != ordered[:, :-1]).all(1)
@@ -323,21 +383,21 @@ class PoolVectorEnv(BatchedVectorEnv):
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
         largest count among ``idx``), so a fit costs O(training-set size), not O(pool size); for every learner of a
         binary env on the CPU in one compiled pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`)."""
-        state = self.state
+        state = self.state.reciprocal
         rows = idx.unsqueeze(1)
         every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
         n_labeled = self.sizes.n_labeled
         if self.config.adaptation == "expected":
-            pool_rows = self._rows["pool"][idx]
+            pool_rows = self.state.rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
         elif every and self.n_classes == 2 and self.device.type == "cpu" and self._compiled_passes:
             rows_all, w, Q, mass, wrong = gather_training_atoms(
-                state.in_use, state.weight, state.label, self._labels["pool"], self._rows["pool"],
-                self._rows["labeled"], self._labeled_onehot)
+                state.in_use, state.weight, state.label, self.state.labels["pool"], self.state.rows["pool"],
+                self.state.rows["labeled"], self._labeled_onehot)
             # the pseudo-label statistics of this training set come with it; _step_info takes them while the
             # state's weights and labels are these
             self._label_stats = (state.weight, state.label, mass, wrong)
-            return RowAtoms(self._base_X, rows_all, self._mean, self._scale), w, Q
+            return RowAtoms(self._base_X, rows_all, self.state.mean, self.state.scale), w, Q
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
@@ -352,12 +412,12 @@ class PoolVectorEnv(BatchedVectorEnv):
                 order = order[:, :m]
                 filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
                 weight = torch.where(filled, state.weight[rows, order], 0.0)
-            pool_rows = self._rows["pool"][rows, order]
+            pool_rows = self.state.rows["pool"][rows, order]
             label = state.label[rows, order]
         # labeled rows then pool atoms, as rows of the dataset standardized per learner: the CPU solver builds each
         # learner's atoms as it fits it, other solvers materialize them
-        labeled = self._rows["labeled"] if every else self._rows["labeled"][idx]
-        mean, scale = (self._mean, self._scale) if every else (self._mean[idx], self._scale[idx])
+        labeled = self.state.rows["labeled"] if every else self.state.rows["labeled"][idx]
+        mean, scale = (self.state.mean, self.state.scale) if every else (self.state.mean[idx], self.state.scale[idx])
         X = RowAtoms(self._base_X, torch.cat([labeled, pool_rows], dim=1), mean, scale)
         ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
@@ -367,9 +427,9 @@ class PoolVectorEnv(BatchedVectorEnv):
     def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
         """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
         if learners is None or len(learners) == self.num_envs:
-            mean, scale = self._mean, self._scale
+            mean, scale = self.state.mean, self.state.scale
         else:
-            mean, scale = self._mean[learners], self._scale[learners]
+            mean, scale = self.state.mean[learners], self.state.scale[learners]
         return RowAtoms(self._base_X, rows, mean, scale).materialize()
 
     def _refit(self, rows: Tensor) -> dict[str, Tensor]:
@@ -386,7 +446,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                                      tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                      compute_gamma=cfg.report_gamma)
             theta = fit.theta if every else self.state.theta.index_copy(0, idx, fit.theta)
-            self.state = self.state.replace(theta=theta)
+            self.state.reciprocal = self.state.reciprocal.replace(theta=theta)
             fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm,
                       "fit_converged": fit.converged}
             if cfg.report_gamma:
@@ -413,13 +473,13 @@ class PoolVectorEnv(BatchedVectorEnv):
         values again); the rest torch ops."""
         C = self.n_classes
         if self._compiled_passes and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
-            weights, bias = folded_parameters(self.state.theta, self._mean, self._scale)
+            weights, bias = folded_parameters(self.state.theta, self.state.mean, self.state.scale)
             self._pool_probs, self._candidates, metrics = binary_pool_pass(
-                self._base_X, weights, bias, self._eval_rows, self.n_pool, self._labels["val"], self._labels["test"],
-                self.state.in_use)
+                self._base_X, weights, bias, self._eval_rows, self.n_pool, self.state.labels["val"],
+                self.state.labels["test"], self.state.in_use)
             self._metrics.update(metrics)
             return
-        logits = standardized_logits(self._base_X, self.state.theta, self._mean, self._scale, C)
+        logits = standardized_logits(self._base_X, self.state.theta, self.state.mean, self.state.scale, C)
         if C == 2:
             logits = logits.gather(1, self._eval_rows)
         else:
@@ -427,7 +487,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         n_pool, n_val = self.n_pool, self.sizes.n_val
         pool = probs_from_logits(logits[:, :n_pool], C)
         val_z, test_z = logits[:, n_pool : n_pool + n_val], logits[:, n_pool + n_val :]
-        y_val, y_test = self._labels["val"], self._labels["test"]
+        y_val, y_test = self.state.labels["val"], self.state.labels["test"]
         if C == 2:  # log p(y | x) = logsigmoid(+-z); the prediction is the sign of z
             val_ll = torch.nn.functional.logsigmoid(torch.where(y_val == 1, val_z, -val_z))
             val_hit = (val_z > 0) == (y_val == 1)
@@ -456,13 +516,13 @@ class PoolVectorEnv(BatchedVectorEnv):
         return self.sizes.n_labeled + self.state.weight.sum(1)
 
     def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
-        state = self.state
+        state = self.state.reciprocal
         cached = self._label_stats
         if cached is not None and cached[0] is state.weight and cached[1] is state.label:
             mass, wrong = cached[2], cached[3]
         else:
             mass = state.weight.sum(1)
-            true_label_prob = state.label.gather(2, self._labels["pool"].unsqueeze(-1)).squeeze(-1)
+            true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
             wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
         return {
@@ -470,9 +530,9 @@ class PoolVectorEnv(BatchedVectorEnv):
             "theta_change": theta_change,
             "train_size": self.sizes.n_labeled + mass,
             "pseudo_label_error": pseudo_error,
-            "val_accuracy_gain": self._metrics["val_accuracy"] - self._labeled_only_accuracy[:, 0],
-            "test_accuracy_gain": self._metrics["test_accuracy"] - self._labeled_only_accuracy[:, 1],
-            "theta_from_labeled_only": (state.theta - self._labeled_only_theta).norm(dim=1),
+            "val_accuracy_gain": self._metrics["val_accuracy"] - self.state.baseline_accuracy[:, 0],
+            "test_accuracy_gain": self._metrics["test_accuracy"] - self.state.baseline_accuracy[:, 1],
+            "theta_from_labeled_only": (state.theta - self.state.baseline_theta).norm(dim=1),
             **fit,
             "invalid_action": invalid,
         }
@@ -503,7 +563,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         # the candidate features are made with the predictions: a learner's in-use flags change only when it adapts
         # or resets, and its predictions are then recomputed
         candidates = self._candidates
-        mask = adapt.selectable(self.state, self.config.adaptation)
+        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
         return {
             "candidates": candidates,
@@ -518,25 +578,26 @@ class PoolVectorEnv(BatchedVectorEnv):
     def perturb_parameters(self, delta: Tensor) -> None:
         """Add ``delta`` (B, P) to every learner's parameters and refresh the predictions (pool probabilities,
         metrics) they drive, without refitting: for probing the sample adaptation's sensitivity to theta."""
-        self.state = self.state.replace(theta=self.state.theta + delta.to(self.dtype))
+        self.state.reciprocal = self.state.reciprocal.replace(theta=self.state.theta + delta.to(self.dtype))
         self._update_predictions(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
 
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
         upper reference of the leaderboard's score for self-training and active learning."""
         cfg, B = self.config, self.num_envs
-        X = torch.cat([self._labeled_X, self._features(self._rows["pool"])], dim=1)
-        y = torch.cat([self._labels["labeled"], self._labels["pool"]], dim=1)
+        X = torch.cat([self._labeled_X, self._features(self.state.rows["pool"])], dim=1)
+        y = torch.cat([self.state.labels["labeled"], self.state.labels["pool"]], dim=1)
         Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
         w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
         theta = fit_ridge_logistic(X, w, Q, cfg.lam, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                    compute_gamma=False).theta
-        logits = standardized_logits(self._base_X, theta, self._mean, self._scale, self.n_classes)
-        rows = self._rows["test"]
+        logits = standardized_logits(self._base_X, theta, self.state.mean, self.state.scale, self.n_classes)
+        rows = self.state.rows["test"]
         if self.n_classes == 2:
-            hit = (logits.gather(1, rows) > 0) == (self._labels["test"] == 1)
+            hit = (logits.gather(1, rows) > 0) == (self.state.labels["test"] == 1)
         else:
-            hit = logits.gather(1, rows.unsqueeze(-1).expand(-1, -1, self.n_classes)).argmax(-1) == self._labels["test"]
+            z = logits.gather(1, rows.unsqueeze(-1).expand(-1, -1, self.n_classes))
+            hit = z.argmax(-1) == self.state.labels["test"]
         return hit.to(self.dtype).mean(1)
 
     def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
@@ -544,7 +605,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         are the learner's standardized features (no intercept)."""
         x = None
         if with_features:
-            x = torch.cat([self._labeled_X[..., :-1], self._features(self._rows["pool"])[..., :-1]], dim=1)
+            x = torch.cat([self._labeled_X[..., :-1], self._features(self.state.rows["pool"])[..., :-1]], dim=1)
         y = torch.cat([self._labeled_onehot, self.state.label], dim=1)
         ones = torch.ones(self.num_envs, self.sizes.n_labeled, dtype=self.dtype, device=self.device)
         mass = torch.cat([ones, self.state.weight], dim=1)
@@ -552,7 +613,7 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def action_masks(self) -> Tensor:
         """(B, n_pool) bool mask of selectable points ((B, k * n_pool) for k > 1), for maskable algorithms."""
-        mask = adapt.selectable(self.state, self.config.adaptation)
+        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation)
         if self.config.adaptation != "expected" and self.k > 1:
             mask = mask.repeat(1, self.k)
         return mask

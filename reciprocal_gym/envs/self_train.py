@@ -130,6 +130,7 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     """
 
     config_class = SelfTrainConfig
+    env_id = "Reciprocal-SelfTrain-v0"
 
     def _labels_for(self, selection: Tensor | None) -> Tensor:
         """Pseudo-labels: the model's own predictions (soft probabilities or hard argmax)."""

@@ -22,6 +22,7 @@ from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
 from reciprocal_gym.data.datasets import real_array
+from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 
 HISTORIES = ("full", "window")
@@ -60,6 +61,26 @@ class SolverRelaxConfig:
     def omega_grid(self) -> np.ndarray:
         """The relaxation parameters to choose from (default: 1.0, 1.05, ..., 1.95)."""
         return np.round(np.arange(1.0, 1.96, 0.05), 10) if self.omegas is None else real_array("omegas", self.omegas)
+
+
+@dataclass(slots=True)
+class SolverRelaxState:
+    """The state of B solver-tuning learners (tensors with the learner dimension first)."""
+
+    history: ArmHistory
+    """The (omega index, sweeps) history in use."""
+    theta: Tensor
+    """(B, n_omega) ridge mean sweeps per omega (the model)."""
+    log_anisotropy: Tensor
+    """(B,) the current system's log anisotropy."""
+    shift: Tensor
+    """(B,) the current system's shift."""
+    b: Tensor
+    """(B, grid, grid) the current right-hand side."""
+    steps: Tensor
+    """(B,) int64 systems solved in the episode."""
+    keys: Tensor
+    """(B, 3) int32 stream keys: anisotropy, shift, right-hand side."""
 
 
 class SolverRelaxVectorEnv(BatchedVectorEnv):
@@ -117,6 +138,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
     """
 
     config_class = SolverRelaxConfig
+    env_id = "Reciprocal-SolverRelax-v0"
 
     def _setup(self) -> None:
         cfg = self.config
@@ -125,13 +147,22 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         self.omegas = torch.as_tensor(cfg.omega_grid, dtype=dt, device=dev)
         self.n_omega = len(self.omegas)
         self._build_spaces()
-        self.history = ArmHistory.empty(B, self.n_omega, cfg.window if cfg.history == "window" else None, dt, dev)
-        self.theta = torch.zeros(B, self.n_omega, dtype=dt, device=dev)
-        self.log_anisotropy = torch.zeros(B, dtype=dt, device=dev)
-        self.shift = torch.zeros(B, dtype=dt, device=dev)
-        self.b = torch.zeros(B, cfg.grid, cfg.grid, dtype=dt, device=dev)
-        self.steps = torch.zeros(B, dtype=torch.int64, device=dev)
-        self._keys = torch.zeros(B, 3, dtype=torch.int32, device=dev)  # streams: anisotropy, shift, right-hand side
+        self.state = SolverRelaxState(
+            history=ArmHistory.empty(B, self.n_omega, cfg.window if cfg.history == "window" else None, dt, dev),
+            theta=torch.zeros(B, self.n_omega, dtype=dt, device=dev),
+            log_anisotropy=torch.zeros(B, dtype=dt, device=dev),
+            shift=torch.zeros(B, dtype=dt, device=dev),
+            b=torch.zeros(B, cfg.grid, cfg.grid, dtype=dt, device=dev),
+            steps=torch.zeros(B, dtype=torch.int64, device=dev),
+            keys=torch.zeros(B, 3, dtype=torch.int32, device=dev),
+        )
+
+    def _check_state(self, state: SolverRelaxState) -> None:
+        ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
+        if state.history.window_arm is not None:
+            ckpt.check_range("state.history.window_arm", state.history.window_arm, 0, self.n_omega)
+        if bool((state.history.counts < 0).any()):
+            raise ckpt.CheckpointError("checkpoint field 'state.history.counts' holds negative counts")
 
     def _build_spaces(self) -> None:
         cfg, K = self.config, self.n_omega
@@ -152,24 +183,24 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
 
     # ----- the system sequence --------------------------------------------------------------------------------
     def _coefficients(self) -> tuple[Tensor, Tensor, Tensor]:
-        half = 0.5 * self.log_anisotropy
-        return torch.exp(half), torch.exp(-half), self.shift
+        half = 0.5 * self.state.log_anisotropy
+        return torch.exp(half), torch.exp(-half), self.state.shift
 
     def _draw_system(self, rows: Tensor, first: bool) -> None:
         """The system of step ``steps`` for learners ``rows`` (counter-based draws: batch-independent)."""
         cfg, m = self.config, self.config.grid
-        z = crandom.normal(self._keys[:, 0], self.steps, self.dtype)
+        z = crandom.normal(self.state.keys[:, 0], self.state.steps, self.dtype)
         if first:
             a = cfg.anisotropy_std * z
         else:
             rho = cfg.persistence
-            a = rho * self.log_anisotropy + math.sqrt(1.0 - rho * rho) * cfg.anisotropy_std * z
-        shift = cfg.shift_max * crandom.uniform(self._keys[:, 1], self.steps, self.dtype)
-        counter = self.steps.unsqueeze(1) * (m * m) + torch.arange(m * m, device=self.device)
-        b = crandom.normal(self._keys[:, 2:], counter, self.dtype).view(-1, m, m)
-        self.log_anisotropy = torch.where(rows, a, self.log_anisotropy)
-        self.shift = torch.where(rows, shift, self.shift)
-        self.b = torch.where(rows.view(-1, 1, 1), b, self.b)
+            a = rho * self.state.log_anisotropy + math.sqrt(1.0 - rho * rho) * cfg.anisotropy_std * z
+        shift = cfg.shift_max * crandom.uniform(self.state.keys[:, 1], self.state.steps, self.dtype)
+        counter = self.state.steps.unsqueeze(1) * (m * m) + torch.arange(m * m, device=self.device)
+        b = crandom.normal(self.state.keys[:, 2:], counter, self.dtype).view(-1, m, m)
+        self.state.log_anisotropy = torch.where(rows, a, self.state.log_anisotropy)
+        self.state.shift = torch.where(rows, shift, self.state.shift)
+        self.state.b = torch.where(rows.view(-1, 1, 1), b, self.state.b)
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
@@ -177,20 +208,20 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         if len(learners):
             keys = torch.as_tensor([[crandom.draw_key(rng) for _ in range(3)] for rng in rngs.values()],
                                    dtype=torch.int32, device=self.device)
-            self._keys[learners] = torch.stack([crandom.stream_key(keys[:, s], 20 + s) for s in range(3)], dim=1)
-        self.history = self.history.cleared(rows)
-        self.theta = self.history.means(self.config.lam)
-        self.steps = torch.where(rows, 0, self.steps)
+            self.state.keys[learners] = torch.stack([crandom.stream_key(keys[:, s], 20 + s) for s in range(3)], dim=1)
+        self.state.history = self.state.history.cleared(rows)
+        self.state.theta = self.state.history.means(self.config.lam)
+        self.state.steps = torch.where(rows, 0, self.state.steps)
         self._draw_system(rows, first=True)
         values = {
-            "iterations": torch.zeros_like(self.steps),
+            "iterations": torch.zeros_like(self.state.steps),
             "converged": torch.ones_like(rows),
-            "omega": torch.zeros_like(self.shift),
-            "omega_star": torch.zeros_like(self.shift),
+            "omega": torch.zeros_like(self.state.shift),
+            "omega_star": torch.zeros_like(self.state.shift),
         }
         if self.config.report_best:
-            values["best_iterations"] = torch.zeros_like(self.steps)
-            values["regret"] = torch.zeros_like(self.steps)
+            values["best_iterations"] = torch.zeros_like(self.state.steps)
+            values["regret"] = torch.zeros_like(self.state.steps)
         return values
 
     # ----- the step -------------------------------------------------------------------------------------------
@@ -200,13 +231,13 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
     def _solve(self, omega: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config
         ax, ay, shift = self._coefficients()
-        return sor_iterations(self.b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
+        return sor_iterations(self.state.b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
 
     def _best_iterations(self) -> Tensor:
         """Fewest sweeps over the omega grid for the current systems (one batched solve of B * n_omega systems)."""
         cfg, K = self.config, self.n_omega
         ax, ay, shift = (c.repeat_interleave(K) for c in self._coefficients())
-        b = self.b.repeat_interleave(K, dim=0)
+        b = self.state.b.repeat_interleave(K, dim=0)
         omega = self.omegas.repeat(self.num_envs)
         iterations, _ = sor_iterations(b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
         return iterations.view(-1, K).min(1).values
@@ -224,27 +255,27 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             info["best_iterations"] = best
             info["regret"] = iterations - best
         cost = iterations.to(self.dtype)
-        self.history = self.history.record(self.steps, a, cost, rows)
-        self.theta = self.history.means(cfg.lam)
-        self.steps = self.steps + rows.long()
+        self.state.history = self.state.history.record(self.state.steps, a, cost, rows)
+        self.state.theta = self.state.history.means(cfg.lam)
+        self.state.steps = self.state.steps + rows.long()
         self._draw_system(rows, first=False)
         reward = torch.where(rows, -cost, 0.0)
-        truncated = rows & (self.steps >= cfg.max_steps)
+        truncated = rows & (self.state.steps >= cfg.max_steps)
         return reward, torch.zeros_like(truncated), truncated, info
 
     def _observe(self) -> dict[str, Tensor]:
         f32 = torch.float32
-        obs = {"theta": self.theta.to(f32), "counts": self.history.counts.to(f32)}
+        obs = {"theta": self.state.theta.to(f32), "counts": self.state.history.counts.to(f32)}
         if self.config.context:
             ax, ay, shift = self._coefficients()
             rho = jacobi_radius(self.config.grid, ax, ay, shift)
-            obs["context"] = torch.stack([self.log_anisotropy, self.shift, rho], 1).to(f32)
-        obs["step"] = self.steps.to(f32).unsqueeze(1)
+            obs["context"] = torch.stack([self.state.log_anisotropy, self.state.shift, rho], 1).to(f32)
+        obs["step"] = self.state.steps.to(f32).unsqueeze(1)
         return obs
 
 
     def parameters(self) -> Tensor:
-        return self.theta
+        return self.state.theta
 
 
 class SolverRelaxEnv(SingleEnv):

@@ -53,7 +53,7 @@ def run_unit(task: dict[str, Any], agent_spec: dict[str, Any], seeds: int, seed_
     if kind == "pool":
         reference = base.all_labels_accuracy().cpu().numpy()
         if metric == "test_accuracy_gain":  # the all-labels fit's gain over the labeled-only fit
-            reference = reference - base._labeled_only_accuracy[:, 1].cpu().numpy()
+            reference = reference - base.state.baseline_accuracy[:, 1].cpu().numpy()
     curve, best = [], np.zeros(seeds)
     for _ in range(task["steps"]):
         obs, _, terminated, truncated, info = env.step(agent.act(obs))
