@@ -72,9 +72,11 @@ def _leaderboard_show(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     import gymnasium as gym
+    import numpy as np
     import torch
 
     import reciprocal_gym
+    from reciprocal_gym.envs.scoring import scoring_of
 
     print(f"env steps per second (learner-steps/s), device {args.device}, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
@@ -83,23 +85,16 @@ def _bench(args: argparse.Namespace) -> int:
         cells = []
         for b in args.num_envs:
             env = gym.make_vec(env_id, num_envs=b, vectorization_mode="vector_entry_point", device=args.device,
-                               max_steps=10**6, **({"budget": 10**6} if "ActiveLearn" in env_id else {}))
-            obs, _ = env.reset(seed=0)
-            env.action_space.seed(0)
-            steps = args.steps
-            actions = [torch.as_tensor(env.action_space.sample(), device=args.device) for _ in range(steps)]
-            if "action_mask" in obs:  # pool envs: valid, distinct picks from the mask
-                gen = torch.Generator().manual_seed(0)
-                actions = []
-                mask = obs["action_mask"].bool().cpu()
-                for _ in range(steps):
-                    pick = torch.multinomial(mask.double(), 1, generator=gen).squeeze(1)
-                    mask[torch.arange(b), pick] = False
-                    actions.append(pick.to(args.device))
-            begin = time.perf_counter()
-            for a in actions:
-                env.step(a)
-            cells.append(b * steps / (time.perf_counter() - begin))
+                               **scoring_of(env_id).long_run)
+            env.reset(seed=0)
+            rng = np.random.default_rng(0)
+            steps, seconds = args.steps, 0.0
+            for _ in range(steps):
+                action = env.unwrapped.sample_actions(rng)  # valid actions, drawn outside the timing
+                begin = time.perf_counter()
+                env.step(action)
+                seconds += time.perf_counter() - begin
+            cells.append(b * steps / seconds)
         print(f"{env_id:<34}" + "".join(f"{c:>14,.0f}" for c in cells), flush=True)
     return 0
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
 

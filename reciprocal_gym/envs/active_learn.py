@@ -16,8 +16,9 @@ from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.envs import checkpoint as ckpt
-from reciprocal_gym.envs.base import SingleEnv, action_tensor, register_env
+from reciprocal_gym.envs.base import SingleEnv, action_tensor, pick_allowed, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolState, PoolVectorEnv
+from reciprocal_gym.envs.scoring import Scoring
 
 MODES = ("pool", "stream")
 EVICTIONS = ("oldest", "chosen")
@@ -135,6 +136,12 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     config_class = ActiveLearnConfig
     env_id = "Reciprocal-ActiveLearn-v0"
+    scoring = Scoring(
+        kind="pool", metrics=("test_accuracy", "test_accuracy_gain"), reference="env",
+        labels={"test_accuracy": "test accuracy (mean over seeds)",
+                "test_accuracy_gain": "test accuracy gain over the labeled-only fit"},
+        long_run={"max_steps": 10**6, "budget": 10**6},
+    )
 
     def _setup(self) -> None:
         super()._setup()
@@ -308,6 +315,19 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
         in_use = self.state.in_use.gather(1, arriving).squeeze(1)
         return {"candidate": self._candidate_features(probs, in_use), "theta": obs["theta"],
                 "scalars": obs["scalars"], "labels": labels}
+
+    def sample_actions(self, rng: np.random.Generator) -> Tensor:
+        """Pool mode: k distinct selectable points (and with ``evict="chosen"`` k distinct buffer points to remove);
+        stream mode: query or skip with equal odds."""
+        if self.stream:
+            return torch.as_tensor(rng.integers(0, 2, self.num_envs), device=self.device)
+        queries = super().sample_actions(rng)
+        if self.config.evict != "chosen":
+            return queries
+        in_use = self.state.in_use.cpu().numpy()
+        full = in_use.sum(1, keepdims=True) + self.k > self.buffer_size
+        leave = torch.as_tensor(pick_allowed(rng, in_use | ~full, self.k), device=self.device)
+        return torch.cat([queries.view(self.num_envs, self.k), leave], dim=1)
 
     def action_masks(self) -> Tensor:
         if self.stream:

@@ -25,6 +25,7 @@ from reciprocal_gym.envs.base import (
     register_env,
     resolve_dtype,
 )
+from reciprocal_gym.envs.scoring import Scoring
 
 REWARD_DISTS = ("bernoulli", "gaussian")
 MAX_REWARD_SCALE = 1e6  # bound on |means|, prior_mean, prior_std, noise_std: float32 sums of rewards stay finite
@@ -150,6 +151,8 @@ class BanditVectorEnv(BatchedVectorEnv):
 
     config_class = BanditConfig
     env_id = "Reciprocal-Bandit-v0"
+    scoring = Scoring(kind="bandit", metrics=("cumulative_regret",), higher_is_better=False,
+                      labels={"cumulative_regret": "cumulative pseudo-regret"}, long_run={"max_steps": 10**6})
 
     def _setup(self) -> None:
         cfg = self.config

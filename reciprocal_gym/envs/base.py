@@ -149,6 +149,18 @@ class BatchedVectorEnv(VectorEnv):
                                  "Discrete and MultiDiscrete actions")
         return torch.ones(self.num_envs, n, dtype=torch.bool, device=self.device)
 
+    def sample_actions(self, rng: np.random.Generator) -> Tensor:
+        """One valid action per learner (on ``device``): uniform among the actions the masks allow; for a ``Box``
+        action, uniform weights in [0.01, 1). For benchmarks and smoke runs; agents live in :mod:`agents`."""
+        space = self.single_action_space
+        if isinstance(space, gym.spaces.Box):
+            values = rng.uniform(0.01, 1.0, (self.num_envs, *space.shape))
+            return torch.as_tensor(values, dtype=torch.float32, device=self.device)
+        if isinstance(space, gym.spaces.Discrete):
+            return torch.as_tensor(pick_allowed(rng, self.action_masks().cpu().numpy(), 1)[:, 0], device=self.device)
+        nvec = np.asarray(space.nvec)
+        return torch.as_tensor(rng.integers(0, nvec, (self.num_envs, *nvec.shape)), device=self.device)
+
     # ----- seeding --------------------------------------------------------------------------------------------
     def _parse_reset_mask(self, options: dict[str, Any] | None) -> Tensor:
         if options is None or options.get("reset_mask") is None:
@@ -474,6 +486,12 @@ class SingleEnv(gym.Env):
             arr = _to_numpy(value)
             out[key] = _scalar(arr[0]) if isinstance(arr, np.ndarray) else arr
         return out
+
+
+def pick_allowed(rng: np.random.Generator, mask: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) distinct indices per row, uniform among the True entries of ``mask`` (B, n) (each row has >= k)."""
+    keys = np.where(mask, rng.random(mask.shape), -1.0)
+    return np.argsort(-keys, axis=1, kind="stable")[:, :k]
 
 
 def register_env(env_id: str, module: str, name: str) -> None:

@@ -17,6 +17,7 @@ from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
 from reciprocal_gym.data.splits import standardization
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
+from reciprocal_gym.envs.scoring import Scoring
 
 SOURCES = ("dataset", "linear")
 HISTORIES = ("full", "window")
@@ -157,6 +158,8 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
 
     config_class = ContextualBanditConfig
     env_id = "Reciprocal-ContextualBandit-v0"
+    scoring = Scoring(kind="bandit", metrics=("cumulative_regret",), higher_is_better=False,
+                      labels={"cumulative_regret": "cumulative pseudo-regret"}, long_run={"max_steps": 10**6})
 
     def _setup(self) -> None:
         cfg = self.config

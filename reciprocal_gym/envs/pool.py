@@ -33,7 +33,7 @@ from reciprocal_gym.data import (
 )
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
-from reciprocal_gym.envs.base import BatchedVectorEnv, action_tensor, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, action_tensor, pick_allowed, resolve_dtype
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.learners import (
     SOLVERS,
@@ -610,6 +610,22 @@ class PoolVectorEnv(BatchedVectorEnv):
         ones = torch.ones(self.num_envs, self.sizes.n_labeled, dtype=self.dtype, device=self.device)
         mass = torch.cat([ones, self.state.weight], dim=1)
         return x, y, mass / mass.sum(1, keepdim=True)
+
+    def score_reference(self, metric: str) -> np.ndarray:
+        """(B,) the leaderboard's upper reference for ``metric``: the all-labels fit's test accuracy, or for
+        ``test_accuracy_gain`` its gain over the labeled-only fit."""
+        reference = self.all_labels_accuracy().cpu().numpy()
+        if metric == "test_accuracy_gain":
+            reference = reference - self.state.baseline_accuracy[:, 1].cpu().numpy()
+        return reference
+
+    def sample_actions(self, rng: np.random.Generator) -> Tensor:
+        """k distinct selectable pool points per learner (a selection law in expected mode)."""
+        if self.config.adaptation == "expected":
+            return super().sample_actions(rng)
+        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation).cpu().numpy()
+        picks = torch.as_tensor(pick_allowed(rng, mask, self.k), device=self.device)
+        return picks[:, 0] if self.k == 1 else picks
 
     def action_masks(self) -> Tensor:
         """(B, n_pool) bool mask of selectable points ((B, k * n_pool) for k > 1), for maskable algorithms."""

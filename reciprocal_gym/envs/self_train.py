@@ -10,6 +10,7 @@ from reciprocal_gym.arguments import Choice, Real, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
+from reciprocal_gym.envs.scoring import Scoring
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,12 @@ class SelfTrainVectorEnv(PoolVectorEnv):
 
     config_class = SelfTrainConfig
     env_id = "Reciprocal-SelfTrain-v0"
+    scoring = Scoring(
+        kind="pool", metrics=("test_accuracy", "test_accuracy_gain"), reference="env",
+        labels={"test_accuracy": "test accuracy (mean over seeds)",
+                "test_accuracy_gain": "test accuracy gain over the labeled-only fit"},
+        long_run={"max_steps": 10**6},
+    )
 
     def _labels_for(self, selection: Tensor | None) -> Tensor:
         """Pseudo-labels: the model's own predictions (soft probabilities or hard argmax)."""

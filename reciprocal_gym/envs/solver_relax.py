@@ -24,6 +24,7 @@ from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
 from reciprocal_gym.data.datasets import real_array
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
+from reciprocal_gym.envs.scoring import Scoring
 
 HISTORIES = ("full", "window")
 
@@ -139,6 +140,12 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
 
     config_class = SolverRelaxConfig
     env_id = "Reciprocal-SolverRelax-v0"
+    scoring = Scoring(
+        kind="solver", metrics=("iterations",), accumulate=True, higher_is_better=False,
+        reference_metric="best_iterations", labels={"iterations": "cumulative SOR iterations"},
+        required={"report_best": (True, "a solver task is scored against the best omega in hindsight")},
+        long_run={"max_steps": 10**6},
+    )
 
     def _setup(self) -> None:
         cfg = self.config

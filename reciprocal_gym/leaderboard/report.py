@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from reciprocal_gym.envs.scoring import scoring_of
 from reciprocal_gym.leaderboard.stats import iqm, probability_of_improvement, stratified_bootstrap_ci
 
 
@@ -163,9 +164,13 @@ def as_json(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> st
     return json.dumps({"run": meta, "tables": groups}, indent=1)
 
 
-CURVE_LABELS = {"pool": "test accuracy (mean over seeds)", "bandit": "cumulative pseudo-regret",
-                "solver": "cumulative SOR iterations"}
-"""The y-axis of a task's learning curve, by the task's kind (what ``run_unit`` records per step)."""
+def curve_label(task: dict[str, Any]) -> str:
+    """The y-axis of a task's learning curve, as its env declares it for the task's metric."""
+    try:
+        scoring = scoring_of(task["env"])
+    except Exception:  # noqa: BLE001 (a run stored by another version may name an env this one lacks)
+        return "metric"
+    return scoring.labels.get(task.get("metric", scoring.metrics[0]), "metric")
 
 
 def _png(fig: Any) -> str:
@@ -195,9 +200,7 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
                 ax.plot(np.arange(1, values.shape[1] + 1), np.nanmean(values, 0), label=agent)
         ax.set_title(f"{task} ({spec['env']})" if "env" in spec else task, fontsize=9)
         ax.set_xlabel("step")
-        label = CURVE_LABELS.get(spec.get("kind"), "metric")
-        ax.set_ylabel("test accuracy gain over the labeled-only fit" if spec.get("metric") == "test_accuracy_gain"
-                      else label)
+        ax.set_ylabel(curve_label(spec) if "env" in spec else "metric")
         ax.legend(fontsize=7)
         fig.tight_layout()
         images.append((task, _png(fig)))

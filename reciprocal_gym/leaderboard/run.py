@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 import reciprocal_gym  # noqa: F401  (registers the envs)
 from reciprocal_gym.arguments import check_seed
 from reciprocal_gym.envs.base import resolve_device
+from reciprocal_gym.envs.scoring import scoring_of
 from reciprocal_gym.leaderboard.store import Store
 from reciprocal_gym.leaderboard.suite import SuiteError, build_agent
 from reciprocal_gym.wrappers import VERDICTS, ConvergenceDiagnostics
@@ -47,32 +48,24 @@ def run_unit(task: dict[str, Any], agent_spec: dict[str, Any], seeds: int, seed_
     agent = build_agent(agent_spec, seed_offset, env)
     obs, _ = env.reset(seed=seed_offset)
     base = env.unwrapped
-    kind = task["kind"]
-    metric = task.get("metric", "test_accuracy")
-    reference = None
-    if kind == "pool":
-        reference = base.all_labels_accuracy().cpu().numpy()
-        if metric == "test_accuracy_gain":  # the all-labels fit's gain over the labeled-only fit
-            reference = reference - base.state.baseline_accuracy[:, 1].cpu().numpy()
-    curve, best = [], np.zeros(seeds)
+    scoring = scoring_of(task["env"])
+    metric = task.get("metric", scoring.metrics[0])
+    reference = base.score_reference(metric) if scoring.reference == "env" else np.zeros(seeds)
+    curve, reference_curve = [], []
     for _ in range(task["steps"]):
         obs, _, terminated, truncated, info = env.step(agent.act(obs))
-        if kind == "pool":
-            curve.append(info[metric].cpu().numpy())
-        elif kind == "bandit":
-            curve.append(info["cumulative_regret"].cpu().numpy())
-        else:
-            cost = info["iterations"].cpu().numpy().astype(np.float64)
-            curve.append((curve[-1] if curve else 0.0) + cost)
-            best += info["best_iterations"].cpu().numpy()
+        for keys, out in ((metric, curve), (scoring.reference_metric, reference_curve)):
+            if keys is None:
+                continue
+            value = info[keys].cpu().numpy().astype(np.float64)
+            out.append((out[-1] if out and scoring.accumulate else 0.0) + value)
         if bool((terminated | truncated).any()):
             break  # an episode ended (e.g. the label budget): the curve stops here for every learner
-    values = np.stack(curve, 1).astype(np.float64)  # (seeds, steps)
-    if kind == "pool":
-        final, auc = values[:, -1], values.mean(1)
-    else:  # regret or cost: higher is worse, so the metrics are their negatives
-        final, auc = -values[:, -1], -values.mean(1)
-        reference = np.zeros(seeds) if kind == "bandit" else -best
+    values = np.stack(curve, 1)  # (seeds, steps)
+    sign = 1.0 if scoring.higher_is_better else -1.0  # regret or cost: higher is worse, the metrics negate it
+    final, auc = sign * values[:, -1], sign * values.mean(1)
+    if scoring.reference_metric is not None:
+        reference = sign * reference_curve[-1]
     verdicts = [VERDICTS[v] for v in info["verdict"].tolist()]
     return [{"seed": seed_offset + i, "final": float(final[i]), "auc": float(auc[i]),
              "reference": float(reference[i]), "verdict": verdicts[i], "curve": values[i].tolist()}

@@ -1,13 +1,14 @@
 """Leaderboard suites: JSON files naming tasks (an env id with its arguments) and agents.
 
 A suite has ``name``, ``seeds`` (learners per (task, agent), seeded 0 .. seeds - 1 plus ``seed_offset``), ``tasks``
-(each: ``name``, ``kind`` = ``pool`` | ``bandit`` | ``solver``, ``env``, ``kwargs``, ``steps``, the ``agents`` to
-run on it, and for pool tasks optionally ``metric``: ``test_accuracy`` (default) or ``test_accuracy_gain``, the gain
-over each learner's labeled-only fit) and ``agents`` (name -> spec). An agent spec is ``{"class": name, "params":
-{...}}`` with a reference agent class of :mod:`agents` or ``"module:Class"`` for your own (constructed with
-``params`` and a ``seed``; it must provide ``act(obs)`` on batched tensor observations), or ``{"sb3": "model.zip",
-"algo": "PPO", "keys": [...]}`` for a saved Stable-Baselines3 model (``keys``: the observation entries it was
-trained on). Every task also runs the ``random`` agent, the zero of the normalized score.
+(each: ``name``, ``env``, ``kwargs``, ``steps``, the ``agents`` to run on it, optionally ``kind`` (checked against
+the env's: ``pool`` | ``bandit`` | ``solver``) and ``metric``, one of those the env declares (pool envs:
+``test_accuracy``, the default, or ``test_accuracy_gain``, the gain over each learner's labeled-only fit)) and
+``agents`` (name -> spec). An agent spec is ``{"class": name, "params": {...}}`` with a reference agent class of
+:mod:`agents` or ``"module:Class"`` for your own (constructed with ``params`` and a ``seed``; it must provide
+``act(obs)`` on batched tensor observations), or ``{"sb3": "model.zip", "algo": "PPO", "keys": [...]}`` for a
+saved Stable-Baselines3 model (``keys``: the observation entries it was trained on). Every task also runs the
+``random`` agent, the zero of the normalized score.
 """
 
 from __future__ import annotations
@@ -23,21 +24,18 @@ from typing import Any
 
 import agents as reference_agents
 from reciprocal_gym.arguments import argument_specs
+from reciprocal_gym.envs.scoring import scoring_of
 
-KINDS = ("pool", "bandit", "solver")
 BUILTIN = ("quick", "full")
-KIND_OF_ENV = {
-    "Reciprocal-SelfTrain-v0": "pool",
-    "Reciprocal-ActiveLearn-v0": "pool",
-    "Reciprocal-Bandit-v0": "bandit",
-    "Reciprocal-ContextualBandit-v0": "bandit",
-    "Reciprocal-SolverRelax-v0": "solver",
-}
-"""The task kind of each env: which metric a unit records (test accuracy, regret, solver cost)."""
 SUITE_KEYS = ("name", "description", "seeds", "tasks", "agents")
 TASK_KEYS = ("name", "kind", "env", "kwargs", "steps", "agents", "metric")
-POOL_METRICS = ("test_accuracy", "test_accuracy_gain")
-"""What a pool task scores: the final test accuracy (default), or its gain over the learner's labeled-only fit."""
+
+
+def kinds_of_envs() -> dict[str, str]:
+    """The task kind of each env of the suite, as the env declares it (:mod:`reciprocal_gym.envs.scoring`)."""
+    import reciprocal_gym
+
+    return {env_id: scoring_of(env_id).kind for env_id in reciprocal_gym.ENV_IDS}
 SET_BY_THE_RUNNER = ("num_envs", "device", "autoreset_mode", "max_steps")
 MAX_STEPS = 1_000_000
 
@@ -136,7 +134,7 @@ def _task_problems(task: Any, agents: dict[str, Any], names: set[str]) -> list[s
         return [f"a task is an object with keys {TASK_KEYS}, got {type(task).__name__}"]
     problems = [f"unknown key {key!r}{_near(key, TASK_KEYS)}; a task has {TASK_KEYS}" for key in task
                 if key not in TASK_KEYS]
-    problems += [f"the key {key!r} is missing" for key in ("name", "kind", "env", "steps", "agents")
+    problems += [f"the key {key!r} is missing" for key in ("name", "env", "steps", "agents")
                  if key not in task]
     name = task.get("name")
     if "name" in task:
@@ -149,20 +147,20 @@ def _task_problems(task: Any, agents: dict[str, Any], names: set[str]) -> list[s
     if "steps" in task and not (_is_int(task["steps"]) and 1 <= task["steps"] <= MAX_STEPS):
         problems.append(f"steps={task['steps']!r} must be an int in [1, {MAX_STEPS}]")
     env_id = task.get("env")
+    kind_of = kinds_of_envs()
     if "env" in task:
-        if not isinstance(env_id, str) or env_id not in KIND_OF_ENV:
-            problems.append(f"env={env_id!r} is not an environment of the suite{_near(env_id, KIND_OF_ENV)}; "
-                            f"choose one of {tuple(KIND_OF_ENV)}")
+        if not isinstance(env_id, str) or env_id not in kind_of:
+            problems.append(f"env={env_id!r} is not an environment of the suite{_near(env_id, kind_of)}; "
+                            f"choose one of {tuple(kind_of)}")
             env_id = None
-    kind = task.get("kind")
-    if "kind" in task and kind not in KINDS:
-        problems.append(f"kind={kind!r} is not one of {KINDS}")
-    elif env_id is not None and "kind" in task and kind != KIND_OF_ENV[env_id]:
-        problems.append(f"kind={kind!r} does not fit env {env_id!r}, whose kind is {KIND_OF_ENV[env_id]!r}")
-    env_kind = KIND_OF_ENV[env_id] if env_id is not None else kind
-    if "metric" in task and (env_kind != "pool" or task["metric"] not in POOL_METRICS):
-        problems.append(f"metric={task['metric']!r} is not allowed; pool tasks take one of {POOL_METRICS}, other "
-                        "kinds no metric")
+    kind, kinds = task.get("kind"), tuple(dict.fromkeys(kind_of.values()))
+    if "kind" in task and kind not in kinds:
+        problems.append(f"kind={kind!r} is not one of {kinds}")
+    elif env_id is not None and "kind" in task and kind != kind_of[env_id]:
+        problems.append(f"kind={kind!r} does not fit env {env_id!r}, whose kind is {kind_of[env_id]!r}")
+    if "metric" in task and env_id is not None and task["metric"] not in scoring_of(env_id).metrics:
+        problems.append(f"metric={task['metric']!r} is not allowed; tasks on {env_id} take one of "
+                        f"{scoring_of(env_id).metrics}")
     kwargs = task.get("kwargs", {})
     if not isinstance(kwargs, dict):
         problems.append(f"kwargs must be an object of env arguments, got {type(kwargs).__name__}")
@@ -202,9 +200,8 @@ def _kwargs_problems(env_id: str, kwargs: dict[str, Any], gym: Any) -> list[str]
         config = config_class(**kwargs)
     except (ValueError, TypeError) as exc:
         return [f"kwargs: {exc}"]
-    if KIND_OF_ENV[env_id] == "solver" and not config.report_best:
-        return ["kwargs must set report_best=true: a solver task is scored against the best omega in hindsight"]
-    return []
+    return [f"kwargs must set {name}={json.dumps(value)}: {why}"
+            for name, (value, why) in scoring_of(env_id).required.items() if getattr(config, name) != value]
 
 
 def _agent_class(name: Any) -> type:
