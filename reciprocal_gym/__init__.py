@@ -14,12 +14,14 @@ from reciprocal_gym.envs.bandit import register_bandit
 from reciprocal_gym.envs.contextual_bandit import register_contextual_bandit
 from reciprocal_gym.envs.self_train import register_self_train
 from reciprocal_gym.envs.solver_relax import register_solver_relax
+from reciprocal_gym.envs.stream_active_learn import register_stream_active_learn
 
 __version__ = "0.1.0"
 
 ENV_IDS = (
     "Reciprocal-SelfTrain-v0",
     "Reciprocal-ActiveLearn-v0",
+    "Reciprocal-StreamActiveLearn-v0",
     "Reciprocal-Bandit-v0",
     "Reciprocal-ContextualBandit-v0",
     "Reciprocal-SolverRelax-v0",
@@ -30,6 +32,7 @@ def register_envs() -> None:
     """Register every environment id with Gymnasium (done on import; safe to call again)."""
     register_self_train()
     register_active_learn()
+    register_stream_active_learn()
     register_bandit()
     register_contextual_bandit()
     register_solver_relax()

@@ -10,14 +10,16 @@ import reciprocal_gym  # noqa: F401
 from reciprocal_gym.envs import ActiveLearnEnv, ActiveLearnVectorEnv
 
 ENV_ID = "Reciprocal-ActiveLearn-v0"
+STREAM_ID = "Reciprocal-StreamActiveLearn-v0"
 SMALL = dict(dataset="wine", n_labeled=9, n_pool=60)
 CASES = [
-    {},
-    dict(SMALL, mode="stream", max_steps=80, label_noise=0.2),
-    dict(SMALL, adaptation="swap", buffer_size=4, evict="chosen", k=2),
-    dict(SMALL, adaptation="swap", buffer_size=3, k=1, query_cost=0.02),
-    dict(SMALL, adaptation="expected", k=3, label_noise=0.1),
-    dict(SMALL, k=2, budget=6, label_noise=0.3),
+    (ENV_ID, {}),
+    (STREAM_ID, dict(SMALL, max_steps=80, label_noise=0.2)),
+    (STREAM_ID, dict(SMALL, adaptation="swap", buffer_size=3, max_steps=30, query_cost=0.1)),
+    (ENV_ID, dict(SMALL, adaptation="swap", buffer_size=4, evict="chosen", k=2)),
+    (ENV_ID, dict(SMALL, adaptation="swap", buffer_size=3, k=1, query_cost=0.02)),
+    (ENV_ID, dict(SMALL, adaptation="expected", k=3, label_noise=0.1)),
+    (ENV_ID, dict(SMALL, k=2, budget=6, label_noise=0.3)),
 ]
 
 
@@ -32,10 +34,10 @@ def test_registered_with_both_entry_points():
     assert isinstance(_vec().unwrapped, ActiveLearnVectorEnv)
 
 
-@pytest.mark.parametrize("kwargs", CASES)
-def test_check_env(kwargs):
-    check_env(gym.make(ENV_ID, **kwargs).unwrapped, skip_render_check=True)
-    sb3_check_env(gym.make(ENV_ID, **kwargs).unwrapped, warn=False)
+@pytest.mark.parametrize(("env_id", "kwargs"), CASES)
+def test_check_env(env_id, kwargs):
+    check_env(gym.make(env_id, **kwargs).unwrapped, skip_render_check=True)
+    sb3_check_env(gym.make(env_id, **kwargs).unwrapped, warn=False)
 
 
 def _choose(rng, obs, env):
@@ -52,7 +54,7 @@ def _choose(rng, obs, env):
         return int(rng.choice(np.flatnonzero(mask)))
     n = obs["action_mask"].shape[0]
     k = len(space.nvec)
-    if env.unwrapped.config.evict == "chosen":
+    if getattr(env.unwrapped.config, "evict", None) == "chosen":
         k //= 2
         add = rng.choice(np.flatnonzero(mask[:n]), size=k, replace=False)
         leave_allowed = np.flatnonzero(mask[k * n : k * n + n])
@@ -61,9 +63,9 @@ def _choose(rng, obs, env):
     return rng.choice(np.flatnonzero(mask[:n]), size=k, replace=False).astype(np.int64)
 
 
-@pytest.mark.parametrize("kwargs", CASES)
-def test_vector_equals_single_envs_seeded_seed_plus_i(kwargs, device):
-    run_lockstep(ENV_ID, dict(kwargs, max_steps=kwargs.get("max_steps", 8)), num_envs=4, steps=10, choose=_choose,
+@pytest.mark.parametrize(("env_id", "kwargs"), CASES)
+def test_vector_equals_single_envs_seeded_seed_plus_i(env_id, kwargs, device):
+    run_lockstep(env_id, dict(kwargs, max_steps=kwargs.get("max_steps", 8)), num_envs=4, steps=10, choose=_choose,
                  info_keys=("test_accuracy", "labels_spent", "queried", "pseudo_label_error", "theta_change"),
                  device=device, atol=1e-6)
 
@@ -72,14 +74,14 @@ def test_oracle_labels_true_or_flipped_at_the_noise_rate_and_fixed_per_point():
     vec = _vec(200, dataset="breast_cancer", n_pool=300, label_noise=0.25)
     vec.reset(seed=0)
     env = vec.unwrapped
-    answers = env.state.oracle
+    answers = env.state.oracle.answers
     flipped = (answers != env.state.labels["pool"]).double().mean().item()
     assert flipped == pytest.approx(0.25, abs=0.01)
-    again = env._noisy_labels(torch.arange(200))
+    again = env.parts.labels._noisy_labels(env, torch.arange(200))
     assert torch.equal(again, answers)
     clean = _vec(2, **SMALL)
     clean.reset(seed=0)
-    assert torch.equal(clean.unwrapped.state.oracle, clean.unwrapped.state.labels["pool"])
+    assert torch.equal(clean.unwrapped.state.oracle.answers, clean.unwrapped.state.labels["pool"])
 
 
 def test_queried_points_carry_the_oracle_label_and_noise_shows_in_the_label_error():
@@ -88,7 +90,7 @@ def test_queried_points_carry_the_oracle_label_and_noise_shows_in_the_label_erro
     vec = env.unwrapped.vector_env
     for j in range(20):
         _, _, _, _, info = env.step(j)
-    oracle = vec.state.oracle[0, :20]
+    oracle = vec.state.oracle.answers[0, :20]
     assert torch.equal(vec.state.label[0, :20].argmax(-1), oracle)
     wrong = (oracle != vec.state.labels["pool"][0, :20]).double().mean().item()
     assert info["pseudo_label_error"] == pytest.approx(wrong)
@@ -124,8 +126,8 @@ def test_invalid_query_spends_nothing():
     assert info["invalid_action"] and r == -1.0 and info["labels_spent"] == 1
 
 
-def test_stream_mode_delivers_the_pool_once_and_skips_are_free():
-    env = gym.make(ENV_ID, **SMALL, mode="stream", max_steps=100, budget=60, query_cost=0.5)
+def test_stream_env_delivers_the_pool_once_and_skips_are_free():
+    env = gym.make(STREAM_ID, **SMALL, max_steps=100, budget=60, query_cost=0.5)
     obs, _ = env.reset(seed=2)
     vec = env.unwrapped.vector_env
     order = vec.state.stream_order[0].clone()
@@ -186,7 +188,7 @@ def test_expected_mode_uses_the_oracle_label_distribution():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(mode="batch"), "mode"),
+        (dict(mode="stream"), "Reciprocal-StreamActiveLearn-v0"),
         (dict(label_noise=1.0), "label_noise"),
         (dict(label_noise=-0.1), "label_noise"),
         (dict(query_cost=-1.0), "query_cost"),
@@ -195,7 +197,6 @@ def test_expected_mode_uses_the_oracle_label_distribution():
         (dict(evict="chosen"), "evict"),
         (dict(evict="newest"), "evict"),
         (dict(adaptation="amend"), "adaptation"),
-        (dict(mode="stream", k=2), "stream"),
         (dict(dataset="nope"), "dataset"),
     ],
 )
@@ -204,8 +205,16 @@ def test_bad_arguments(kwargs, match):
         gym.make(ENV_ID, **kwargs)
 
 
+@pytest.mark.parametrize(("kwargs", "match"), [
+    (dict(k=2), "one arriving point"), (dict(adaptation="expected"), "adaptation"), (dict(evict="chosen"), "evict"),
+])
+def test_bad_stream_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        gym.make(STREAM_ID, **kwargs)
+
+
 def test_bad_actions():
-    stream = _vec(2, **SMALL, mode="stream")
+    stream = gym.make_vec(STREAM_ID, num_envs=2, vectorization_mode="vector_entry_point", **SMALL)
     stream.reset(seed=0)
     with pytest.raises(ValueError, match="0 \\(skip\\) or 1"):
         stream.step(torch.tensor([0, 2]))

@@ -23,7 +23,9 @@ CASES = [
     ("Reciprocal-SelfTrain-v0", {"dataset": "wine", "n_labeled": 9, "n_pool": 30, "adaptation": "expected", "k": 3,
                                  "dtype": "float32"}),
     ("Reciprocal-ActiveLearn-v0", {"dataset": "breast_cancer", "n_pool": 40, "label_noise": 0.2}),
-    ("Reciprocal-ActiveLearn-v0", {"dataset": "iris", "n_labeled": 6, "n_pool": 30, "mode": "stream"}),
+    ("Reciprocal-ActiveLearn-v0", {"dataset": "iris", "n_labeled": 6, "n_pool": 30, "adaptation": "swap",
+                                   "buffer_size": 4, "evict": "chosen"}),
+    ("Reciprocal-StreamActiveLearn-v0", {"dataset": "iris", "n_labeled": 6, "n_pool": 30}),
     ("Reciprocal-Bandit-v0", {}),  # float32 Bernoulli: the compiled step
     ("Reciprocal-Bandit-v0", {"reward_dist": "gaussian", "history": "window", "window": 3, "dtype": "float64"}),
     ("Reciprocal-ContextualBandit-v0", {}),
@@ -42,12 +44,7 @@ def act(env, t):
     space, B = env.single_action_space, env.num_envs
     if isinstance(space, gym.spaces.Box):
         return torch.as_tensor(0.01 + 0.98 * rng.random((B,) + space.shape), dtype=torch.float32)
-    if hasattr(env, "state") and hasattr(env.state, "in_use") and getattr(env.config, "mode", "pool") == "pool":
-        mask = env.action_masks()[:, : env.n_pool].numpy()
-        k = getattr(env, "k", 1)
-        picks = np.stack([rng.choice(np.flatnonzero(m), size=k, replace=False) for m in mask])
-        return torch.as_tensor(picks[:, 0] if k == 1 else picks)
-    return torch.as_tensor(rng.integers(0, space.n, B))
+    return env.sample_actions(rng)
 
 def feed(h, value):
     if isinstance(value, dict):

@@ -14,6 +14,7 @@ from reciprocal_gym.utils import VectorEnvCheckError, check_vector_env
 SMALL = {
     "Reciprocal-SelfTrain-v0": dict(dataset="iris", n_labeled=6, n_pool=30),
     "Reciprocal-ActiveLearn-v0": dict(dataset="iris", n_labeled=6, n_pool=30),
+    "Reciprocal-StreamActiveLearn-v0": dict(dataset="iris", n_labeled=6, n_pool=30),
     "Reciprocal-Bandit-v0": {},
     "Reciprocal-ContextualBandit-v0": {},
     "Reciprocal-SolverRelax-v0": dict(grid=3),
@@ -21,7 +22,7 @@ SMALL = {
 EXTRA = [
     ("Reciprocal-SelfTrain-v0", dict(adaptation="expected", k=3, dtype=torch.float32)),
     ("Reciprocal-SelfTrain-v0", dict(adaptation="swap", k=2, buffer_size=4, label_mode="hard")),
-    ("Reciprocal-ActiveLearn-v0", dict(mode="stream", max_steps=40)),
+    ("Reciprocal-StreamActiveLearn-v0", dict(max_steps=40)),
     ("Reciprocal-Bandit-v0", dict(adaptation="expected", history="window", window=4)),
     ("Reciprocal-Bandit-v0", dict(reward_dist="gaussian", history="window", window=3, dtype=torch.float64)),
     ("Reciprocal-ContextualBandit-v0", dict(source="linear", history="window", window=3)),

@@ -10,6 +10,11 @@ from reciprocal_gym.envs.contextual_bandit import (
 )
 from reciprocal_gym.envs.self_train import SelfTrainConfig, SelfTrainEnv, SelfTrainVectorEnv
 from reciprocal_gym.envs.solver_relax import SolverRelaxConfig, SolverRelaxEnv, SolverRelaxVectorEnv
+from reciprocal_gym.envs.stream_active_learn import (
+    StreamActiveLearnConfig,
+    StreamActiveLearnEnv,
+    StreamActiveLearnVectorEnv,
+)
 
 __all__ = [
     "ActiveLearnConfig",
@@ -29,4 +34,7 @@ __all__ = [
     "SolverRelaxConfig",
     "SolverRelaxEnv",
     "SolverRelaxVectorEnv",
+    "StreamActiveLearnConfig",
+    "StreamActiveLearnEnv",
+    "StreamActiveLearnVectorEnv",
 ]

@@ -33,8 +33,17 @@ from reciprocal_gym.data import (
 )
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
-from reciprocal_gym.envs.base import BatchedVectorEnv, action_tensor, pick_allowed, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
+from reciprocal_gym.envs.pool_parts import (
+    REWARDS,
+    Oracle,
+    OracleState,
+    PoolParts,
+    Selected,
+    StreamSelection,
+    raise_masked,
+)
 from reciprocal_gym.learners import (
     SOLVERS,
     RowAtoms,
@@ -45,7 +54,6 @@ from reciprocal_gym.learners import (
     standardized_logits,
 )
 
-REWARDS = ("val_loglik", "val_accuracy", "stability")
 MAX_LAM = 1e8  # a larger ridge leaves theta = 0 to rounding; the bound keeps lam finite in float32
 MAX_STEPS = 2**31 - 1
 INVALID_ACTIONS = ("penalty", "raise")
@@ -117,6 +125,10 @@ class PoolState:
     """(B, P) the labeled-only fit of the episode (the fit at reset)."""
     baseline_accuracy: Tensor
     """(B, 2) its validation and test accuracy."""
+    oracle: OracleState | None = None
+    """The oracle's answers, noise keys and labels spent (active learning; None for self-training)."""
+    stream_order: Tensor | None = None
+    """(B, n_pool) int64 the order in which the pool arrives (stream selection; None otherwise)."""
 
     theta = property(lambda self: self.reciprocal.theta)
     weight = property(lambda self: self.reciprocal.weight)
@@ -168,6 +180,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                 f"swap needs k <= buffer_size <= n_pool - k"
             )
         self.n_params = n_params(self.n_features, self.n_classes)
+        self.parts: PoolParts = self.compose(cfg)
         self._build_spaces()
         B, dev, dt = self.num_envs, self.device, self.dtype
         # the dataset once on the device; each learner holds row numbers and standardization statistics
@@ -198,6 +211,9 @@ class PoolVectorEnv(BatchedVectorEnv):
             scale=torch.ones(B, d, dtype=dt, device=dev),
             baseline_theta=torch.zeros(B, self.n_params, dtype=dt, device=dev),
             baseline_accuracy=torch.zeros(B, 2, dtype=dt, device=dev),
+            oracle=OracleState.empty(B, self.n_pool, dt, dev) if isinstance(self.parts.labels, Oracle) else None,
+            stream_order=(torch.zeros(B, self.n_pool, dtype=torch.int64, device=dev)
+                          if isinstance(self.parts.selection, StreamSelection) else None),
         )
 
     def _rebuild_workspace(self) -> None:
@@ -222,6 +238,10 @@ class PoolVectorEnv(BatchedVectorEnv):
                                        "negative values")
         if bool((r.in_use != (r.weight > 0)).any()) and self.config.adaptation != "expected":
             raise ckpt.CheckpointError("checkpoint field 'state.reciprocal.in_use' disagrees with the weights")
+        if state.oracle is not None:
+            state.oracle.check(self.n_classes, self.parts.labels.budget)
+        if state.stream_order is not None:
+            ckpt.check_range("state.stream_order", state.stream_order, 0, self.n_pool)
 
     # ----- spaces ---------------------------------------------------------------------------------------------
     def _build_spaces(self) -> None:
@@ -230,22 +250,16 @@ class PoolVectorEnv(BatchedVectorEnv):
         high[C + 1] = np.float32(math.log(C)) + np.float32(1e-5)
         cand_high = np.broadcast_to(high, (n, C + 3)).copy()
         max_size = self.sizes.n_labeled + max(self.n_pool, self.k)
-        self.single_observation_space = spaces.Dict(
-            {
-                "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
-                "action_mask": spaces.MultiBinary(n),
-                "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
-                "scalars": spaces.Box(
-                    0.0, np.array([self.config.max_steps, max_size, n], dtype=np.float32), dtype=np.float32
-                ),
-            }
-        )
-        if self.config.adaptation == "expected":
-            self.single_action_space: spaces.Space = spaces.Box(0.0, 1.0, (n,), dtype=np.float32)
-        elif self.k == 1:
-            self.single_action_space = spaces.Discrete(n)
-        else:
-            self.single_action_space = spaces.MultiDiscrete(np.full(self.k, n, dtype=np.int64))
+        base = self.parts.selection.observation(self, {
+            "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
+            "action_mask": spaces.MultiBinary(n),
+            "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
+            "scalars": spaces.Box(
+                0.0, np.array([self.config.max_steps, max_size, n], dtype=np.float32), dtype=np.float32
+            ),
+        })
+        self.single_observation_space = spaces.Dict({**base, **self.parts.labels.observation(self)})
+        self.single_action_space = self.parts.selection.action_space(self)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
@@ -276,26 +290,54 @@ class PoolVectorEnv(BatchedVectorEnv):
         self.state.baseline_theta = torch.where(rows.view(-1, 1), self.state.theta, self.state.baseline_theta)
         self.state.baseline_accuracy = torch.where(rows.view(-1, 1), accuracy, self.state.baseline_accuracy)
         zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
-        return self._step_info(fit, zero, torch.zeros_like(rows))
+        values = self._step_info(fit, zero, torch.zeros_like(rows))
+        values.update(self.parts.labels.reset(self, rows, learners, rngs))  # draws after the splits
+        self.parts.selection.reset(self, learners, rngs)
+        return values
 
     # ----- the reciprocal step ----------------------------------------------------------------------------------
-    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        cfg = self.config
-        selection, valid = self._check_actions(actions, rows)
-        update = rows & valid
-        invalid = rows & ~valid
-        if cfg.invalid_action == "raise" and bool(invalid.any()):
-            learners = torch.nonzero(invalid).squeeze(1).tolist()
-            raise ValueError(
-                f"action selects pool points the action_mask forbids (already in use, or repeated) for learners "
-                f"{learners[:10]}; with invalid_action='raise' only masked-in, distinct indices are allowed "
-                "(use invalid_action='penalty' to get a penalty reward instead)"
-            )
-        return self._advance(selection, rows, update, invalid)
+    @classmethod
+    def compose(cls, config: PoolConfig) -> PoolParts:
+        """The parts of this env (selection, label source, reward, ends): see :mod:`reciprocal_gym.envs.pool_parts`."""
+        raise NotImplementedError
 
-    def _adapt(self, state: ReciprocalState, selection: Tensor, labels: Tensor) -> ReciprocalState:
+    def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """select -> label -> adapt -> refit -> reward -> end, for learners ``rows``; every learner in ``rows`` counts
+        a step, those whose action is forbidden or who skip keep their training set and model."""
+        cfg, parts = self.config, self.parts
+        choice = parts.selection.decode(self, actions, rows)
+        if cfg.invalid_action == "raise" and bool(choice.invalid.any()):
+            raise_masked(choice.invalid)
+        state = self.state.reciprocal
+        labels = parts.labels.labels(self, None if cfg.adaptation == "expected" else choice.selection)
+        moved = self._adapt(state, choice, labels)
+        moved = moved.replace(step=moved.step + 1)
+        update = choice.update
+        if bool(update.all()):  # the usual case: every learner adapts
+            self.state.reciprocal = moved
+        else:
+            counted = state.replace(step=state.step + 1)
+            self.state.reciprocal = state.where(rows & ~update, counted).where(update, moved)
+        before = dict(self._metrics)
+        fit = self._refit(update)
+        self._update_predictions(update)
+        theta_change = (self.state.theta - state.theta).norm(dim=1)
+        bought, label_info = parts.labels.charge(self, choice)
+        reward = parts.reward(before, self._metrics, theta_change, choice, bought)
+        ended = torch.zeros_like(rows)
+        for end in (*parts.ends, parts.labels.ended, parts.selection.ended):
+            flag = end(self)
+            if flag is not None:
+                ended = ended | flag
+        terminated = rows & ended
+        truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
+        return reward, terminated, truncated, {**self._step_info(fit, theta_change, choice.invalid), **label_info}
+
+    def _adapt(self, state: ReciprocalState, choice: Selected, labels: Tensor) -> ReciprocalState:
         """The training-set update of the configured adaptation rule."""
-        cfg = self.config
+        cfg, selection = self.config, choice.selection
+        if choice.evict is not None:
+            return adapt.evict(state, selection, labels, choice.evict, self.buffer_size)
         if cfg.adaptation == "add":
             return adapt.add(state, selection, labels)
         if cfg.adaptation == "amend":
@@ -303,78 +345,6 @@ class PoolVectorEnv(BatchedVectorEnv):
         if cfg.adaptation == "swap":
             return adapt.swap(state, selection, labels, self.buffer_size)
         return adapt.expected(state, selection, labels, float(self.k), float(cfg.expected_rate))
-
-    def _advance(
-        self, selection: Tensor, rows: Tensor, update: Tensor, invalid: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Adapt and refit learners ``update``; every learner in ``rows`` counts a step. Returns the step outputs."""
-        cfg = self.config
-        state = self.state.reciprocal
-        labels = self._labels_for(None if cfg.adaptation == "expected" else selection)
-        moved = self._adapt(state, selection, labels)
-        moved = moved.replace(step=moved.step + 1)
-        # a learner that does not update (rejected action, or a skip) keeps its training set and model, but the
-        # step still counts
-        if bool(update.all()):  # the usual case: every learner adapts
-            self.state.reciprocal = moved
-        else:
-            counted = state.replace(step=state.step + 1)
-            self.state.reciprocal = state.where(rows & ~update, counted).where(update, moved)
-        previous_theta = state.theta
-        previous = dict(self._metrics)
-        fit = self._refit(update)
-        self._update_predictions(update)
-        theta_change = (self.state.theta - previous_theta).norm(dim=1)
-        if cfg.reward == "val_loglik":
-            gain = self._metrics["val_log_likelihood"] - previous["val_log_likelihood"]
-        elif cfg.reward == "val_accuracy":
-            gain = self._metrics["val_accuracy"] - previous["val_accuracy"]
-        else:
-            gain = -theta_change
-        reward = torch.where(update, gain, torch.zeros_like(gain))
-        reward = torch.where(invalid, torch.full_like(gain, cfg.invalid_action_penalty), reward)
-        n_selectable = adapt.selectable(self.state.reciprocal, cfg.adaptation).sum(1)
-        terminated = rows & (n_selectable < self.k)
-        truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
-        return reward, terminated, truncated, self._step_info(fit, theta_change, invalid)
-
-    def _labels_for(self, selection: Tensor | None) -> Tensor:
-        """Labels (B, k, C) for the selected pool indices (B, k), or (B, n_pool, C) for every pool atom if None."""
-        raise NotImplementedError
-
-    def _check_actions(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor]:
-        """Check actions against the action space (errors) and the mask (validity per learner)."""
-        B, n = self.num_envs, self.n_pool
-        a = action_tensor(actions, self.device)
-        if self.config.adaptation == "expected":
-            if a.shape != (B, n) or not a.is_floating_point():
-                raise ValueError(
-                    f"action must be a float array of shape ({B}, {n}) (one selection distribution over the pool "
-                    f"per learner), got dtype {a.dtype} and shape {tuple(a.shape)}"
-                )
-            a = a.to(self.dtype)
-            if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
-                raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
-            total = a.sum(1, keepdim=True)
-            if bool((rows & (total.squeeze(1) <= 0)).any()):
-                raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
-            return a / torch.where(total > 0, total, 1.0), torch.ones_like(rows)
-        expected_shape = (B,) if self.k == 1 else (B, self.k)
-        if tuple(a.shape) != expected_shape or a.is_floating_point() or a.dtype == torch.bool:
-            what = "one pool index" if self.k == 1 else f"{self.k} pool indices"
-            raise ValueError(
-                f"action must be an integer array of shape {expected_shape} ({what} per learner), "
-                f"got dtype {a.dtype} and shape {tuple(a.shape)}"
-            )
-        a = a.to(torch.int64).view(B, self.k)
-        if bool(((a < 0) | (a >= n)).any()):
-            raise ValueError(f"action indices must be in [0, {n}) (n_pool={n}); got values in "
-                             f"[{int(a.min())}, {int(a.max())}]")
-        allowed = adapt.selectable(self.state.reciprocal, self.config.adaptation).gather(1, a).all(1)
-        if self.k > 1:
-            ordered = a.sort(1).values
-            allowed = allowed & (ordered[:, 1:] != ordered[:, :-1]).all(1)
-        return a, allowed | ~rows
 
     # ----- ERM and predictions --------------------------------------------------------------------------------
     def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor]:
@@ -565,12 +535,13 @@ class PoolVectorEnv(BatchedVectorEnv):
         candidates = self._candidates
         mask = adapt.selectable(self.state.reciprocal, self.config.adaptation)
         scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
-        return {
+        obs = {
             "candidates": candidates,
             "action_mask": mask.to(torch.int8),
             "theta": self.state.theta.float(),
             "scalars": scalars.float(),
         }
+        return {**self.parts.selection.observe(self, obs), **self.parts.labels.observe(self)}
 
     def parameters(self) -> Tensor:
         return self.state.theta
@@ -620,16 +591,10 @@ class PoolVectorEnv(BatchedVectorEnv):
         return reference
 
     def sample_actions(self, rng: np.random.Generator) -> Tensor:
-        """k distinct selectable pool points per learner (a selection law in expected mode)."""
-        if self.config.adaptation == "expected":
-            return super().sample_actions(rng)
-        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation).cpu().numpy()
-        picks = torch.as_tensor(pick_allowed(rng, mask, self.k), device=self.device)
-        return picks[:, 0] if self.k == 1 else picks
+        """Valid actions: k distinct selectable pool points per learner (the selection's own sampler)."""
+        return self.parts.selection.sample(self, rng)
 
     def action_masks(self) -> Tensor:
-        """(B, n_pool) bool mask of selectable points ((B, k * n_pool) for k > 1), for maskable algorithms."""
-        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation)
-        if self.config.adaptation != "expected" and self.k > 1:
-            mask = mask.repeat(1, self.k)
-        return mask
+        """Bool masks of the allowed actions as sb3-contrib's maskable algorithms expect: (B, n_pool) selectable
+        points, (B, k * n_pool) for k > 1 (see the env's selection)."""
+        return self.parts.selection.masks(self)

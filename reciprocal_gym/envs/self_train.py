@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor
-
 from reciprocal_gym.arguments import Choice, Real, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
+from reciprocal_gym.envs.pool_parts import IndexSelection, ModelLabels, PoolParts, ValidationReward
 from reciprocal_gym.envs.scoring import Scoring
 
 
@@ -139,12 +138,11 @@ class SelfTrainVectorEnv(PoolVectorEnv):
         long_run={"max_steps": 10**6},
     )
 
-    def _labels_for(self, selection: Tensor | None) -> Tensor:
-        """Pseudo-labels: the model's own predictions (soft probabilities or hard argmax)."""
-        probs = self._pool_probs
-        if selection is not None:  # only the selected atoms need labels
-            probs = probs.gather(1, selection.unsqueeze(-1).expand(-1, -1, self.n_classes))
-        return adapt.pseudo_labels(probs, self.config.label_mode, self.config.label_temperature)
+    @classmethod
+    def compose(cls, config: SelfTrainConfig) -> PoolParts:
+        """k selected points (or a selection law), pseudo-labeled by the model; the pool-exhausted end."""
+        return PoolParts(selection=IndexSelection(), labels=ModelLabels(config.label_mode, config.label_temperature),
+                         reward=ValidationReward(config.reward, config.invalid_action_penalty))
 
 
 class SelfTrainEnv(SingleEnv):
