@@ -96,6 +96,59 @@ class Real(Spec):
         return "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
 
 
+def _vector(value: Any) -> np.ndarray | None:
+    """A non-empty 1-D sequence, array or tensor of real numbers as float64, else None."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "detach"):
+        if value.dtype.is_complex or str(value.dtype) == "torch.bool" or value.device.type == "meta":
+            return None
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        return None
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):
+        return None
+    if arr.ndim != 1 or arr.size == 0 or arr.dtype.kind not in "iuf":
+        return None
+    return arr.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class PerLearner(Real):
+    """A :class:`Real` shared by every learner, or one value per learner: a 1-D list, array or tensor whose every
+    entry is allowed (its length is checked against ``num_envs`` by the env, :func:`learner_values`)."""
+
+    def allows(self, value: Any) -> bool:
+        if _is_real(value):
+            return super().allows(value)
+        arr = _vector(value)
+        return arr is not None and all(super(PerLearner, self).allows(float(v)) for v in arr)
+
+    def check(self, name: str, value: Any) -> None:
+        arr = None if _is_real(value) else _vector(value)
+        if arr is not None:
+            for i, v in enumerate(arr):
+                Real.check(self, f"{name}[{i}]", float(v))
+        super().check(name, value)
+
+    def describe(self) -> str:
+        return super().describe() + ", or a 1-D sequence of such numbers with one per learner"
+
+
+def learner_values(name: str, value: Any, num_envs: int) -> float | np.ndarray:
+    """A :class:`PerLearner` setting for ``num_envs`` learners: a float if shared, else a (num_envs,) float64 array
+    (a ``ValueError`` naming ``name`` if the length is not ``num_envs``)."""
+    if _is_real(value):
+        return float(value)
+    arr = _vector(value)
+    if arr is None:
+        raise ValueError(f"{name}={show(value)} is not allowed; it must be a number or one per learner")
+    if len(arr) != num_envs:
+        raise ValueError(f"{name} has {len(arr)} entries; a per-learner setting needs one per learner "
+                         f"(num_envs={num_envs})")
+    return arr
+
+
 @dataclass(frozen=True)
 class Choice(Spec):
     """One of a fixed set of strings."""

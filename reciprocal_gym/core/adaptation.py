@@ -26,19 +26,27 @@ LABEL_MODES = ("soft", "hard")
 ADAPTATIONS = ("add", "amend", "swap", "expected")
 
 
-def sharpen(probs: Tensor, temperature: float) -> Tensor:
+def per_learner(value: float | Tensor, like: Tensor) -> float | Tensor:
+    """A shared number as is; a (B,) tensor of per-learner values shaped to broadcast against ``like`` (B, ...)."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def sharpen(probs: Tensor, temperature: float | Tensor) -> Tensor:
     """Probabilities raised to ``1 / temperature`` and renormalized: ``softmax(log p / T)``, i.e. the softmax of the
     model's logits divided by T. T = 1 returns ``probs``; T -> 0 tends to the one-hot argmax (hard labels); T > 1
     flattens toward uniform. As a function of the logits z the label softmax(z / T) is Lipschitz with constant
     1 / (2 T) in the l2 norm (softmax's Jacobian diag(q) - q q^T has norm <= 1/2), so the label generation is
-    Lipschitz in theta for every T > 0, with a constant that grows like 1 / T as the labels approach hard ones."""
-    if temperature == 1.0:
+    Lipschitz in theta for every T > 0, with a constant that grows like 1 / T as the labels approach hard ones.
+    ``temperature`` may be a (B,) tensor, one per learner."""
+    if not isinstance(temperature, Tensor) and temperature == 1.0:
         return probs
     tiny = torch.finfo(probs.dtype).tiny
-    return torch.softmax(torch.log(probs.clamp_min(tiny)) / temperature, dim=-1)
+    return torch.softmax(torch.log(probs.clamp_min(tiny)) / per_learner(temperature, probs), dim=-1)
 
 
-def pseudo_labels(probs: Tensor, label_mode: str, temperature: float = 1.0) -> Tensor:
+def pseudo_labels(probs: Tensor, label_mode: str, temperature: float | Tensor = 1.0) -> Tensor:
     """Labels the model attaches to atoms: ``soft`` = predicted probabilities, sharpened by ``temperature``
     (:func:`sharpen`; 1 = the probabilities themselves), ``hard`` = one-hot argmax."""
     if label_mode == "soft":
@@ -109,11 +117,14 @@ def evict(state: ReciprocalState, index: Tensor, labels: Tensor, leave: Tensor, 
     return _join(_leave(state, leaving), index, labels)
 
 
-def expected(state: ReciprocalState, law: Tensor, labels: Tensor, mass: float, rate: float) -> ReciprocalState:
+def expected(state: ReciprocalState, law: Tensor, labels: Tensor, mass: float, rate: float | Tensor
+             ) -> ReciprocalState:
     """Mean-field update toward the selection law ``law`` (B, n_pool), rows summing to 1; ``labels`` (B, n_pool, C)
-    are the labels the model would attach to every pool atom."""
-    old = (1.0 - rate) * state.weight
-    new = rate * mass * law
+    are the labels the model would attach to every pool atom; ``rate`` shared or (B,) one per learner."""
+    # the coefficients in float64, then rounded to the state's dtype: as for a Python float
+    keep, take = per_learner(1.0 - rate, state.weight), per_learner(rate * mass, state.weight)
+    old = keep * state.weight
+    new = take * law
     weight = old + new
     numerator = old.unsqueeze(-1) * state.label + new.unsqueeze(-1) * labels
     positive = weight > 0

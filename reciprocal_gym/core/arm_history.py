@@ -73,9 +73,12 @@ class ArmHistory:
             sums = torch.where(counts > 0, sums, 0.0)
         return ArmHistory(counts, sums, window_arm, window_value)
 
-    def means(self, lam: float) -> Tensor:
-        """(B, K) ridge arm means ``S / (n + lam)``; 0 for an arm with ``n + lam = 0``."""
-        if lam >= torch.finfo(self.sums.dtype).tiny:  # lam is a positive number in this dtype: no 0 / 0
+    def means(self, lam: float | Tensor) -> Tensor:
+        """(B, K) ridge arm means ``S / (n + lam)``; 0 for an arm with ``n + lam = 0``. ``lam`` is shared or a (B,)
+        tensor with one per learner."""
+        if isinstance(lam, Tensor):
+            lam = lam.to(self.sums.dtype).view(-1, 1)
+        elif lam >= torch.finfo(self.sums.dtype).tiny:  # lam is a positive number in this dtype: no 0 / 0
             return self.sums / (self.counts + lam)
         denominator = self.counts + lam
         return torch.where(denominator > 0, self.sums / torch.where(denominator > 0, denominator, 1.0), 0.0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from reciprocal_gym.arguments import Choice, Integer, Real, setting
+from reciprocal_gym.arguments import Choice, Integer, PerLearner, setting
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
 from reciprocal_gym.envs.pool_parts import (
@@ -35,8 +35,8 @@ POOL_SCORING = Scoring(
 class OracleConfig(PoolConfig):
     """The pool settings plus the oracle's: label noise, the price of a label and the budget."""
 
-    label_noise: float = setting(0.0, Real(0.0, 1.0, open_high=True))
-    query_cost: float = setting(0.0, Real(0.0, 1e6))
+    label_noise: float = setting(0.0, PerLearner(0.0, 1.0, open_high=True))
+    query_cost: float = setting(0.0, PerLearner(0.0, 1e6))
     budget: int = setting(40, Integer(1))
 
     adaptations = ("add", "swap", "expected")
@@ -125,6 +125,9 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     - ``label_noise`` (0.0, in [0, 1)), ``query_cost`` (0.0, >= 0), ``budget`` (40 labels), ``evict``
       (``"oldest"`` or ``"chosen"``, with ``adaptation="swap"``).
+
+    Per learner (a number, or a length-B sequence with one value per learner): ``lam``, ``expected_rate``,
+    ``label_noise``, ``query_cost``.
     """
 
     config_class = ActiveLearnConfig
@@ -137,14 +140,14 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
                              "stream-based active learning is its own env, gym.make('Reciprocal-StreamActiveLearn-v0')")
         super().__init__(*args, **kwargs)
 
-    @classmethod
-    def compose(cls, config: ActiveLearnConfig) -> PoolParts:
+    def compose(self) -> PoolParts:
         """k queried points (k to query and k to remove with ``evict="chosen"``), labeled by the noisy oracle under
         the budget; reward: the validation gain minus the query cost."""
+        cfg = self.config
         return PoolParts(
-            selection=ChosenEviction() if config.evict == "chosen" else IndexSelection(),
-            labels=Oracle(config.label_noise, config.budget),
-            reward=ValidationReward(config.reward, config.invalid_action_penalty, config.query_cost),
+            selection=ChosenEviction() if cfg.evict == "chosen" else IndexSelection(),
+            labels=Oracle(self.learner_setting("label_noise"), cfg.budget),
+            reward=ValidationReward(cfg.reward, cfg.invalid_action_penalty, self.learner_setting("query_cost")),
             ends=(pool_exhausted,),
         )
 

@@ -12,7 +12,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, Integer, Real, check_settings, setting
+from reciprocal_gym.arguments import Choice, Integer, PerLearner, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.data.datasets import real_array
@@ -45,7 +45,7 @@ class BanditConfig:
     noise_std: float = setting(1.0, Real(0.0, MAX_REWARD_SCALE, open_low=True))
     history: str = setting("full", Choice(HISTORIES))
     window: int = setting(50, Integer(1, 1_000_000))
-    lam: float = setting(1.0, Real(0.0, 1e8))
+    lam: float = setting(1.0, PerLearner(0.0, 1e8))
     adaptation: str = setting("sample", Choice(BANDIT_ADAPTATIONS))
     max_steps: int = setting(1000, Integer(1, 2**31 - 1))
     dtype: Any = torch.float32
@@ -55,8 +55,9 @@ class BanditConfig:
         resolve_dtype(self.dtype)
         if self.means is not None:
             means = real_array("means", self.means)
-            if means.shape != (self.n_arms,):
-                raise ValueError(f"means must have one entry per arm (shape ({self.n_arms},)), got {means.shape}")
+            if means.ndim not in (1, 2) or means.shape[-1] != self.n_arms:
+                raise ValueError(f"means must have one entry per arm (shape ({self.n_arms},)), or one row per learner "
+                                 f"(shape (num_envs, {self.n_arms})), got {means.shape}")
             if not np.isfinite(means).all() or np.abs(means).max() > MAX_REWARD_SCALE:
                 raise ValueError(f"means must be finite with |means| <= {MAX_REWARD_SCALE:g}")
             if self.reward_dist == "bernoulli" and ((means < 0) | (means > 1)).any():
@@ -140,10 +141,12 @@ class BanditVectorEnv(BatchedVectorEnv):
     ## Arguments
 
     - ``num_envs``: number of learners B (vector env only).
-    - ``n_arms`` (10), ``reward_dist`` (``"bernoulli"`` or ``"gaussian"``), ``means`` (K fixed means, or None to
-      draw them per reset), ``prior_mean`` (0.0) / ``prior_std`` (1.0) of Gaussian means, ``noise_std`` (1.0).
+    - ``n_arms`` (10), ``reward_dist`` (``"bernoulli"`` or ``"gaussian"``), ``means`` (K fixed means, a (B, K)
+      array with one row per learner, or None to draw them per reset), ``prior_mean`` (0.0) / ``prior_std`` (1.0)
+      of Gaussian means, ``noise_std`` (1.0).
     - ``history``: ``"full"`` or ``"window"``; ``window`` (50) its length.
-    - ``lam`` (1.0): ridge strength of the arm means (>= 0).
+    - ``lam`` (1.0): ridge strength of the arm means (>= 0); a number, or a length-B sequence with one per learner
+      (a sweep in one batch; learner i then follows the env made with ``lam=lam[i]`` seeded ``seed + i``).
     - ``adaptation``: ``"sample"`` (default) or ``"expected"``.
     - ``max_steps`` (1000): the horizon. ``device`` ("cpu"), ``dtype`` (``torch.float32``).
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
@@ -160,7 +163,10 @@ class BanditVectorEnv(BatchedVectorEnv):
         self.n_arms = K
         self.expected = cfg.adaptation == "expected"
         self.windowed = cfg.history == "window"
-        self._fixed_means = None if cfg.means is None else torch.as_tensor(cfg.means, dtype=dt, device=dev)
+        self._fixed_means = None if cfg.means is None else torch.as_tensor(np.asarray(cfg.means), dtype=dt, device=dev)
+        if self._fixed_means is not None and self._fixed_means.dim() == 2 and len(self._fixed_means) != B:
+            raise ValueError(f"means has {len(self._fixed_means)} rows; per-learner means need one row per learner "
+                             f"(num_envs={B})")
         self._build_spaces()
         window = cfg.window if self.windowed and not self.expected else None
         zeros = torch.zeros(B, K, dtype=dt, device=dev)
@@ -173,10 +179,11 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._best, self._best_arm = self.state.means.max(1)
         self._uniforms = crandom.UniformBlocks()
         self._ones = torch.ones(B, 1, dtype=dt, device=dev)
+        self._lam, self._max_steps = self.learner_setting("lam"), int(cfg.max_steps)  # lam: float or (B,)
         self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
-                      and dt == torch.float32 and self.device.type == "cpu")
-        self._lam, self._max_steps = float(cfg.lam), int(cfg.max_steps)
-        self._lam32 = np.float32(self._lam)  # the fast path's float32 arithmetic, as torch casts a Python scalar
+                      and dt == torch.float32 and self.device.type == "cpu" and not isinstance(self._lam, Tensor))
+        # the fast path's float32 arithmetic, as torch casts a Python scalar (a shared lam only)
+        self._lam32 = np.float32(self._lam if self._fast else 0.0)
         self._fast_cache: tuple | None = None  # the fast path's tensors and their numpy views, see _step_fast
         self._step_obs: tuple[Tensor, Tensor] | None = None
 
@@ -231,7 +238,8 @@ class BanditVectorEnv(BatchedVectorEnv):
             if self._fixed_means is None:
                 self.state.means[learners] = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
             else:
-                self.state.means[learners] = self._fixed_means
+                fixed = self._fixed_means
+                self.state.means[learners] = fixed if fixed.dim() == 1 else fixed[learners]
         self._uniforms.invalidate()
         keep = ~rows.unsqueeze(1)
         self.state.history = self.state.history.cleared(rows)
@@ -298,7 +306,7 @@ class BanditVectorEnv(BatchedVectorEnv):
                 self.state.pulls = self.state.pulls.scatter_add(1, a.unsqueeze(1), one)
             else:  # the full history holds every pull
                 self.state.pulls = self.state.history.counts
-        self.state.theta = self.state.history.means(cfg.lam)
+        self.state.theta = self.state.history.means(self._lam)
         regret = self._best - mu
         if not every:
             reward = reward * rows

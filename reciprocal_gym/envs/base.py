@@ -20,7 +20,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor
 
-from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, show
+from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, learner_values, show
 from reciprocal_gym.envs import checkpoint as ckpt
 
 AUTORESET_MODES = {
@@ -106,6 +106,16 @@ class BatchedVectorEnv(VectorEnv):
 
     def _setup(self) -> None:
         """Build the env's tensors and spaces from ``self.config`` (called at the end of ``__init__``)."""
+
+    def learner_setting(self, name: str) -> float | Tensor:
+        """A per-learner setting (:class:`~reciprocal_gym.arguments.PerLearner`) of the config: a float when every
+        learner shares it, else a (B,) float64 tensor on ``device`` (float64 like a Python float: the arithmetic that
+        combines it with the setting's other numbers is then the same for a shared and a per-learner value; it is
+        rounded to ``dtype`` where it meets the env's tensors)."""
+        values = learner_values(name, getattr(self.config, name), self.num_envs)
+        if isinstance(values, float) or bool((values == values[0]).all()):
+            return float(values if isinstance(values, float) else values[0])
+        return torch.as_tensor(values, dtype=torch.float64, device=self.device)
 
     # ----- hooks for subclasses -------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:

@@ -11,8 +11,9 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, Integer, Mapping, Maybe, Real, check_settings, setting
+from reciprocal_gym.arguments import Choice, Integer, Mapping, Maybe, PerLearner, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
+from reciprocal_gym.core.adaptation import per_learner as adapt_per_learner
 from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
 from reciprocal_gym.data.splits import standardization
 from reciprocal_gym.envs import checkpoint as ckpt
@@ -39,7 +40,7 @@ class ContextualBanditConfig:
     history: str = setting("full", Choice(HISTORIES))
     window: int = setting(100, Integer(1, 1_000_000))
     # the widths grow like 1 / sqrt(lam): the floor keeps them finite in float32
-    lam: float = setting(1.0, Real(1e-8, 1e8))
+    lam: float = setting(1.0, PerLearner(1e-8, 1e8))
     max_steps: int = setting(500, Integer(1, 2**31 - 1))
     dtype: Any = torch.float64
 
@@ -152,7 +153,8 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     - ``dataset`` (``"wine"``; any of ``reciprocal_gym.data.DATASETS``), ``dataset_kwargs``, or ``X`` and ``y``.
     - ``n_arms`` (5) and ``dim`` (5): the linear source's arms and context dimension (only for
       ``source="linear"``; the dataset source takes them from the classes and features). ``noise_std`` (0.1).
-    - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, >= 1e-8).
+    - ``history`` (``"full"`` or ``"window"``), ``window`` (100), ``lam`` (1.0, >= 1e-8; a number or one
+      per learner).
     - ``max_steps`` (500), ``device`` ("cpu"), ``dtype`` (``torch.float64``), ``autoreset_mode``.
     """
 
@@ -196,6 +198,7 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
             window_reward=None if window is None else torch.zeros(B, window, dtype=dt, device=dev),
         )
         self._eye = torch.eye(p, dtype=dt, device=dev)
+        self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
 
     def _check_state(self, state: ContextualBanditState) -> None:
         ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
@@ -247,7 +250,7 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
 
     def _refresh(self) -> None:
         """Ridge weights and confidence widths from the sufficient statistics (one Cholesky per arm)."""
-        A = self.state.gram + self.config.lam * self._eye
+        A = self.state.gram + adapt_per_learner(self._lam, self.state.gram) * self._eye
         L, failed = torch.linalg.cholesky_ex(A)
         scale = 10.0 * torch.finfo(A.dtype).eps
         while bool(failed.any()) and scale < 1e-2:

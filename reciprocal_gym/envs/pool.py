@@ -18,7 +18,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, Flag, Integer, Mapping, Maybe, Real, check_settings, setting
+from reciprocal_gym.arguments import Choice, Flag, Integer, Mapping, Maybe, PerLearner, Real, check_settings, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.data import (
@@ -76,8 +76,8 @@ class PoolConfig:
     adaptation: str = setting("add", Choice(adapt.ADAPTATIONS))
     k: int = setting(1, Integer(1))
     buffer_size: int | None = setting(None, Maybe(Integer(1)))
-    expected_rate: float = setting(1.0, Real(0.0, 1.0, open_low=True))
-    lam: float = setting(0.01, Real(0.0, MAX_LAM))
+    expected_rate: float = setting(1.0, PerLearner(0.0, 1.0, open_low=True))
+    lam: float = setting(0.01, PerLearner(0.0, MAX_LAM))
     reward: str = setting("val_loglik", Choice(REWARDS))
     max_steps: int = setting(50, Integer(1, MAX_STEPS))
     invalid_action: str = setting("penalty", Choice(INVALID_ACTIONS))
@@ -180,7 +180,9 @@ class PoolVectorEnv(BatchedVectorEnv):
                 f"swap needs k <= buffer_size <= n_pool - k"
             )
         self.n_params = n_params(self.n_features, self.n_classes)
-        self.parts: PoolParts = self.compose(cfg)
+        self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
+        self._expected_rate = self.learner_setting("expected_rate")
+        self.parts: PoolParts = self.compose()
         self._build_spaces()
         B, dev, dt = self.num_envs, self.device, self.dtype
         # the dataset once on the device; each learner holds row numbers and standardization statistics
@@ -296,8 +298,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         return values
 
     # ----- the reciprocal step ----------------------------------------------------------------------------------
-    @classmethod
-    def compose(cls, config: PoolConfig) -> PoolParts:
+    def compose(self) -> PoolParts:
         """The parts of this env (selection, label source, reward, ends): see :mod:`reciprocal_gym.envs.pool_parts`."""
         raise NotImplementedError
 
@@ -344,7 +345,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             return adapt.amend(state, selection, labels)
         if cfg.adaptation == "swap":
             return adapt.swap(state, selection, labels, self.buffer_size)
-        return adapt.expected(state, selection, labels, float(self.k), float(cfg.expected_rate))
+        return adapt.expected(state, selection, labels, float(self.k), self._expected_rate)
 
     # ----- ERM and predictions --------------------------------------------------------------------------------
     def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor]:
@@ -412,7 +413,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         fitted: dict[str, Tensor] = {}
         if len(idx):
             X, w, Q = self._training_atoms(idx)
-            fit = fit_ridge_logistic(X, w, Q, cfg.lam, theta0=self.state.theta if every else self.state.theta[idx],
+            lam = self._lam if every or not isinstance(self._lam, Tensor) else self._lam[idx]
+            fit = fit_ridge_logistic(X, w, Q, lam, theta0=self.state.theta if every else self.state.theta[idx],
                                      tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                      compute_gamma=cfg.report_gamma)
             theta = fit.theta if every else self.state.theta.index_copy(0, idx, fit.theta)
@@ -429,7 +431,9 @@ class PoolVectorEnv(BatchedVectorEnv):
             "fit_converged": torch.ones(B, dtype=torch.bool, device=self.device),
         }
         if cfg.report_gamma:
-            report["gamma"] = torch.full((B,), float(cfg.lam), dtype=self.dtype, device=self.device)
+            lam = self._lam if isinstance(self._lam, Tensor) else torch.full((B,), self._lam, dtype=torch.float64,
+                                                                              device=self.device)
+            report["gamma"] = lam.to(self.dtype)
         return {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
                 for key, value in report.items()}
 
@@ -560,7 +564,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         y = torch.cat([self.state.labels["labeled"], self.state.labels["pool"]], dim=1)
         Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
         w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
-        theta = fit_ridge_logistic(X, w, Q, cfg.lam, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+        theta = fit_ridge_logistic(X, w, Q, self._lam, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                    compute_gamma=False).theta
         logits = standardized_logits(self._base_X, theta, self.state.mean, self.state.scale, self.n_classes)
         rows = self.state.rows["test"]

@@ -258,7 +258,8 @@ class ModelLabels:
     probabilities sharpened by ``temperature``; ``"hard"``: the argmax class). Labels cost nothing."""
 
     mode: str
-    temperature: float = 1.0
+    temperature: float | Tensor = 1.0
+    """Shared, or (B,) one per learner."""
 
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
         return {}
@@ -313,7 +314,8 @@ class Oracle:
     with probability ``noise`` (the answer for a point is fixed within an episode). Each label counts against the
     ``budget``; the episode ends when the budget cannot pay for another query."""
 
-    noise: float
+    noise: float | Tensor
+    """Shared, or (B,) one per learner."""
     budget: int
 
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
@@ -335,7 +337,9 @@ class Oracle:
         """The oracle's answer for every pool point of ``learners``."""
         y = env.state.labels["pool"][learners]
         eps, C = self.noise, env.n_classes
-        if eps == 0:
+        if isinstance(eps, Tensor):
+            eps = eps[learners].double().unsqueeze(1)
+        elif eps == 0:
             return y
         index = torch.arange(env.n_pool, device=env.device).unsqueeze(0)
         keys = env.state.oracle.keys[learners]
@@ -349,7 +353,8 @@ class Oracle:
         C, dt = env.n_classes, env.dtype
         if selection is None:
             onehot = torch.nn.functional.one_hot(env.state.labels["pool"], C).to(dt)
-            return (1.0 - self.noise) * onehot + self.noise / (C - 1) * (1.0 - onehot)
+            keep, spread = (adapt.per_learner(c, onehot) for c in (1.0 - self.noise, self.noise / (C - 1)))
+            return keep * onehot + spread * (1.0 - onehot)
         return torch.nn.functional.one_hot(env.state.oracle.answers.gather(1, selection), C).to(dt)
 
     def charge(self, env: PoolVectorEnv, choice: Selected) -> tuple[Tensor, dict[str, Tensor]]:
@@ -381,7 +386,8 @@ class ValidationReward:
 
     kind: str
     penalty: float
-    query_cost: float = 0.0
+    query_cost: float | Tensor = 0.0
+    """Shared, or (B,) one per learner."""
 
     def __call__(self, before: dict[str, Tensor], after: dict[str, Tensor], theta_change: Tensor, choice: Selected,
                  bought: Tensor) -> Tensor:
@@ -393,7 +399,8 @@ class ValidationReward:
             gain = -theta_change
         reward = torch.where(choice.update, gain, torch.zeros_like(gain))
         reward = torch.where(choice.invalid, torch.full_like(gain, self.penalty), reward)
-        return reward - self.query_cost * bought if self.query_cost else reward
+        cost = self.query_cost
+        return reward - adapt.per_learner(cost, bought) * bought if isinstance(cost, Tensor) or cost else reward
 
 
 def pool_exhausted(env: PoolVectorEnv) -> Tensor:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from reciprocal_gym.arguments import Choice, Real, setting
+import numpy as np
+
+from reciprocal_gym.arguments import Choice, PerLearner, setting
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.envs.base import SingleEnv, register_env
 from reciprocal_gym.envs.pool import PoolConfig, PoolVectorEnv
@@ -17,11 +19,11 @@ class SelfTrainConfig(PoolConfig):
     """Validated settings of a self-training environment (see :class:`SelfTrainVectorEnv` for the meaning)."""
 
     label_mode: str = setting("soft", Choice(adapt.LABEL_MODES))
-    label_temperature: float = setting(1.0, Real(0.01, 100.0))
+    label_temperature: float = setting(1.0, PerLearner(0.01, 100.0))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.label_mode == "hard" and self.label_temperature != 1.0:
+        if self.label_mode == "hard" and bool(np.any(np.asarray(self.label_temperature) != 1.0)):
             raise ValueError(f"label_temperature={self.label_temperature!r} would be ignored with label_mode='hard' "
                              "(hard labels are the T -> 0 limit); use label_mode='soft' with a small temperature")
 
@@ -122,6 +124,10 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``k`` (1): points selected per step (the pseudo-label mass in expected mode). ``buffer_size``: swap capacity
       (default ``n_labeled``). ``expected_rate`` (1.0): step size of the mean-field update.
     - ``lam`` (0.01): ridge strength on the mean loss (>= 0; 0 gives unpenalized fits, which may not exist).
+
+    Per learner: ``lam``, ``expected_rate`` and ``label_temperature`` take a number (shared) or a length-B
+    sequence / array / tensor with one value per learner, so a sweep runs in one batch; learner i then follows
+    the env made with the i-th values and seeded ``seed + i``. ``k`` fixes the action space and is shared.
     - ``reward``: see Rewards. ``max_steps`` (50): truncation.
     - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
     - ``device`` ("cpu"), ``dtype`` (``torch.float64``; float32 halves the cost), ``solver``, ``tol``, ``max_iter``:
@@ -138,11 +144,12 @@ class SelfTrainVectorEnv(PoolVectorEnv):
         long_run={"max_steps": 10**6},
     )
 
-    @classmethod
-    def compose(cls, config: SelfTrainConfig) -> PoolParts:
+    def compose(self) -> PoolParts:
         """k selected points (or a selection law), pseudo-labeled by the model; the pool-exhausted end."""
-        return PoolParts(selection=IndexSelection(), labels=ModelLabels(config.label_mode, config.label_temperature),
-                         reward=ValidationReward(config.reward, config.invalid_action_penalty))
+        cfg = self.config
+        return PoolParts(selection=IndexSelection(),
+                         labels=ModelLabels(cfg.label_mode, self.learner_setting("label_temperature")),
+                         reward=ValidationReward(cfg.reward, cfg.invalid_action_penalty))
 
 
 class SelfTrainEnv(SingleEnv):

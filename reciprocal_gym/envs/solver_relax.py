@@ -17,7 +17,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, Flag, Integer, Real, check_settings, setting
+from reciprocal_gym.arguments import Choice, Flag, Integer, PerLearner, Real, check_settings, setting
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
@@ -43,7 +43,7 @@ class SolverRelaxConfig:
     shift_max: float = setting(0.5, Real(0.0, 1e6))
     history: str = setting("full", Choice(HISTORIES))
     window: int = setting(20, Integer(1, 1_000_000))
-    lam: float = setting(1.0, Real(0.0, 1e8))
+    lam: float = setting(1.0, PerLearner(0.0, 1e8))
     context: bool = setting(True, Flag())
     report_best: bool = setting(False, Flag())
     max_steps: int = setting(100, Integer(1, 2**31 - 1))
@@ -133,7 +133,8 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
     - ``num_envs`` (vector env only). ``grid`` (8): interior points per side (``grid**2`` unknowns).
     - ``omegas``: the grid of relaxation parameters in (0, 2). ``tol`` (1e-6), ``max_iter`` (500).
     - ``anisotropy_std`` (1.0), ``persistence`` (0.9, in [0, 1]), ``shift_max`` (0.5): the system sequence.
-    - ``history`` (``"full"`` or ``"window"``), ``window`` (20), ``lam`` (1.0, >= 0).
+    - ``history`` (``"full"`` or ``"window"``), ``window`` (20), ``lam`` (1.0, >= 0; a number or one per
+      learner).
     - ``context`` (True), ``report_best`` (False), ``max_steps`` (100), ``device``, ``dtype`` (``torch.float64``),
       ``autoreset_mode``.
     """
@@ -163,6 +164,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             steps=torch.zeros(B, dtype=torch.int64, device=dev),
             keys=torch.zeros(B, 3, dtype=torch.int32, device=dev),
         )
+        self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
 
     def _check_state(self, state: SolverRelaxState) -> None:
         ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
@@ -217,7 +219,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
                                    dtype=torch.int32, device=self.device)
             self.state.keys[learners] = torch.stack([crandom.stream_key(keys[:, s], 20 + s) for s in range(3)], dim=1)
         self.state.history = self.state.history.cleared(rows)
-        self.state.theta = self.state.history.means(self.config.lam)
+        self.state.theta = self.state.history.means(self._lam)
         self.state.steps = torch.where(rows, 0, self.state.steps)
         self._draw_system(rows, first=True)
         values = {
@@ -263,7 +265,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             info["regret"] = iterations - best
         cost = iterations.to(self.dtype)
         self.state.history = self.state.history.record(self.state.steps, a, cost, rows)
-        self.state.theta = self.state.history.means(cfg.lam)
+        self.state.theta = self.state.history.means(self._lam)
         self.state.steps = self.state.steps + rows.long()
         self._draw_system(rows, first=False)
         reward = torch.where(rows, -cost, 0.0)

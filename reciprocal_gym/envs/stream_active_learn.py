@@ -68,20 +68,21 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
     ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
     ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``, ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
-    ``device``, ``autoreset_mode``); ``k`` is 1.
+    ``device``, ``autoreset_mode``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
+    ``label_noise``, ``query_cost``.
     """
 
     config_class = StreamActiveLearnConfig
     env_id = "Reciprocal-StreamActiveLearn-v0"
     scoring = POOL_SCORING
 
-    @classmethod
-    def compose(cls, config: StreamActiveLearnConfig) -> PoolParts:
+    def compose(self) -> PoolParts:
         """Query or skip the arriving point; the noisy oracle under the budget; the stream's end."""
+        cfg = self.config
         return PoolParts(
             selection=StreamSelection(),
-            labels=Oracle(config.label_noise, config.budget),
-            reward=ValidationReward(config.reward, config.invalid_action_penalty, config.query_cost),
+            labels=Oracle(self.learner_setting("label_noise"), cfg.budget),
+            reward=ValidationReward(cfg.reward, cfg.invalid_action_penalty, self.learner_setting("query_cost")),
             ends=(pool_exhausted,),
         )
 

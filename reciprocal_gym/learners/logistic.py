@@ -144,19 +144,23 @@ def normalized_weights(weights: Tensor) -> Tensor:
 class _Problem:
     """The objective of B learners on fixed data; theta-independent pieces computed once."""
 
-    def __init__(self, X: Tensor, weights: Tensor, targets: Tensor, lam: float) -> None:
+    def __init__(self, X: Tensor, weights: Tensor, targets: Tensor, lam: float | Tensor) -> None:
         self.X = X
         self.C = targets.shape[-1]
         self.p = X.shape[-1]
         self.a = normalized_weights(weights)
         self.Q = targets
-        self.lam = lam
+        # the ridge: a float shared by all learners, or one per learner as a (B, 1) column (lam_row: (B,))
+        self.lam: float | Tensor = lam if not isinstance(lam, Tensor) else lam.to(X.dtype).view(-1, 1)
+        self.lam_row: float | Tensor = lam if not isinstance(lam, Tensor) else self.lam.view(-1)
 
     def subset(self, idx: Tensor | slice) -> _Problem:
         """The problem of learners ``idx`` only (a slice gives views, an index tensor copies)."""
         sub = object.__new__(_Problem)
         sub.X = self.X if self.X.dim() == 2 else self.X[idx]
-        sub.C, sub.p, sub.lam = self.C, self.p, self.lam
+        sub.C, sub.p = self.C, self.p
+        shared = not isinstance(self.lam, Tensor)
+        sub.lam, sub.lam_row = (self.lam, self.lam_row) if shared else (self.lam[idx], self.lam_row[idx])
         sub.a, sub.Q = self.a[idx], self.Q[idx]
         return sub
 
@@ -168,7 +172,7 @@ class _Problem:
             loss = torch.nn.functional.softplus(z) - self.Q[..., 1] * z
         else:
             loss = torch.logsumexp(z, dim=-1) - (self.Q * z).sum(-1)
-        return (self.a * loss).sum(1) + 0.5 * self.lam * (theta * theta).sum(1)
+        return (self.a * loss).sum(1) + 0.5 * self.lam_row * (theta * theta).sum(1)
 
     def evaluate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Objective value, probabilities and gradient at theta."""
@@ -223,7 +227,8 @@ class _Problem:
         X = self.X
         if X.dim() == 3:
             X = X.repeat_interleave(C, dim=0)
-        blocks = _weighted_gram(X, coef) + self.lam * torch.eye(p, dtype=probs.dtype, device=probs.device)
+        lam = self.lam if not isinstance(self.lam, Tensor) else self.lam.repeat_interleave(C, 0).unsqueeze(-1)
+        blocks = _weighted_gram(X, coef) + lam * torch.eye(p, dtype=probs.dtype, device=probs.device)
         return _cholesky_jittered(blocks).view(B, C, p, p)
 
 
@@ -312,7 +317,7 @@ def fit_ridge_logistic(
     X: Tensor | RowAtoms,
     weights: Tensor,
     targets: Tensor,
-    lam: float,
+    lam: float | Tensor,
     theta0: Tensor | None = None,
     tol: float | None = None,
     max_iter: int = 50,
@@ -328,7 +333,7 @@ def fit_ridge_logistic(
             or :class:`~reciprocal_gym.learners.atoms.RowAtoms` (standardized rows of a shared table).
         weights: (B, n) non-negative sample weights; zero-weight atoms do not count.
         targets: (B, n, C) soft labels, each row a probability vector (C >= 2).
-        lam: ridge strength (>= 0) on the mean loss; gamma >= lam.
+        lam: ridge strength (>= 0) on the mean loss, shared or a (B,) tensor with one per learner; gamma >= lam.
         theta0: (B, P) warm start; zeros if None.
         tol: stop a learner when the gradient norm is <= tol (default: :func:`default_tol`).
         max_iter: cap on Newton iterations.
@@ -343,7 +348,12 @@ def fit_ridge_logistic(
         raise ValueError(f"solver={solver!r} is not allowed; choose one of {SOLVERS}")
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not allowed; choose one of {BACKENDS}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+    if isinstance(lam, Tensor):
+        if lam.shape != (targets.shape[0],) or not lam.is_floating_point() or not bool(
+                (torch.isfinite(lam) & (lam >= 0)).all()):
+            raise ValueError(f"lam must be a finite number >= 0 or a ({targets.shape[0]},) float tensor of such, got "
+                             f"shape {tuple(lam.shape)} {lam.dtype}")
+    elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam={lam!r} is not allowed; lam must be a finite number >= 0")
     if max_iter < 1:
         raise ValueError(f"max_iter={max_iter!r} is not allowed; it must be >= 1")
@@ -368,14 +378,15 @@ def fit_ridge_logistic(
     if backend == "compiled" and not compiled_fits:
         raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU")
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
+    lam = lam if isinstance(lam, Tensor) else float(lam)
     if compiled_fits and backend != "torch":
-        return _fit_compiled(X, weights, targets, float(lam), theta, tol, max_iter, compute_gamma)
-    problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, float(lam))
+        return _fit_compiled(X, weights, targets, lam, theta, tol, max_iter, compute_gamma)
+    problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, lam)
     return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg)
 
 
-def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: float, theta0: Tensor, tol: float,
-                  max_iter: int, compute_gamma: bool) -> FitResult:
+def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: float | Tensor, theta0: Tensor,
+                  tol: float, max_iter: int, compute_gamma: bool) -> FitResult:
     """Binary fits by the compiled per-learner Newton solver; a learner whose Hessian Cholesky rejects (lam = 0 on
     degenerate data) is refitted by the torch solver, whose factorization adds jitter."""
     a = normalized_weights(weights)
@@ -451,5 +462,6 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
         else:
             # Softmax is invariant to adding one vector v to every class row, so the loss Hessian annihilates
             # (v, ..., v) and is PSD: the smallest eigenvalue of the full Hessian is exactly lam.
-            gamma = torch.full((B,), float(lam), dtype=X.dtype, device=X.device)
+            gamma = (torch.full((B,), float(lam), dtype=X.dtype, device=X.device) if not isinstance(lam, Tensor)
+                     else problem.lam_row.clone())
     return FitResult(theta=theta, iterations=iterations, grad_norm=gnorm, converged=gnorm <= tol, gamma=gamma)

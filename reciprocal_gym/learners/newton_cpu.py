@@ -238,7 +238,7 @@ def _fit_rows(X, a, q, theta, lam, tol, max_iter, eps, dual_atoms, iterations, g
     buffers = _buffers(n, p, X.dtype)
     for b in range(B):
         Xb = X[0] if X.shape[0] == 1 else X[b]
-        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam, tol, max_iter, eps,
+        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam[b], tol, max_iter, eps,
                                                           dual_atoms, buffers)
 
 
@@ -258,12 +258,12 @@ def _fit_gathered(table, rows, mean, scale, a, q, theta, lam, tol, max_iter, eps
             for j in range(dim):
                 Xb[i, j] = (table[r, j] - mean[b, j]) / scale[b, j]
             Xb[i, dim] = 1.0
-        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam, tol, max_iter, eps,
+        iterations[b], grad_norm[b], status[b] = _fit_one(Xb, a[b], q[b], theta[b], lam[b], tol, max_iter, eps,
                                                           dual_atoms, buffers)
 
 
 def fit_binary_newton(
-    X: Tensor | RowAtoms, a: Tensor, q: Tensor, lam: float, theta: Tensor, tol: float, max_iter: int,
+    X: Tensor | RowAtoms, a: Tensor, q: Tensor, lam: float | Tensor, theta: Tensor, tol: float, max_iter: int,
     dual_atoms: int | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Fit B binary learners on the CPU, writing nothing into the inputs.
@@ -271,7 +271,7 @@ def fit_binary_newton(
     Args:
         X: (B, n, p) atoms per learner, (n, p) atoms shared by all, or :class:`RowAtoms`; a: (B, n) normalized
             weights (zero for padding); q: (B, n) probability of class 1 per atom; theta: (B, p) warm start. All of
-            one floating dtype, on the CPU.
+            one floating dtype, on the CPU. lam: the ridge strength, shared or (B,) one per learner.
         dual_atoms: a learner with at most this many atoms in use (and lam > 0) takes its Newton directions from
             the atoms' m x m system (:func:`_newton_direction_dual`); default p, about where that stops being the
             cheaper of the two here. 0 turns it off. The choice changes rounding only.
@@ -290,20 +290,23 @@ def fit_binary_newton(
     status = np.zeros(B, dtype=np.int8)
     p = theta.shape[1]
     dual = p if dual_atoms is None else int(dual_atoms)
-    args = (float(lam), float(tol), int(max_iter), float(torch.finfo(theta.dtype).eps), dual)
+    # the ridge per learner, in float64 (the arithmetic a Python float gets in the kernels)
+    lams = (np.full(B, float(lam)) if not isinstance(lam, Tensor)
+            else np.ascontiguousarray(lam.detach().cpu().double().numpy()))
+    args = (float(tol), int(max_iter), float(torch.finfo(theta.dtype).eps), dual)
     if isinstance(X, RowAtoms):
         table = np.ascontiguousarray(X.table.numpy())
         rows, mean, scale = (np.ascontiguousarray(t.numpy()) for t in (X.rows, X.mean, X.scale))
 
         def work(lo: int, hi: int) -> None:
-            _fit_gathered(table, rows[lo:hi], mean[lo:hi], scale[lo:hi], an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
-                          iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
+            _fit_gathered(table, rows[lo:hi], mean[lo:hi], scale[lo:hi], an[lo:hi], qn[lo:hi], thn[lo:hi],
+                          lams[lo:hi], *args, iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
     else:
         Xn = np.ascontiguousarray((X if X.dim() == 3 else X.unsqueeze(0)).numpy())
         per_learner = X.dim() == 3
 
         def work(lo: int, hi: int) -> None:
-            _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], *args,
+            _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], lams[lo:hi], *args,
                       iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
 
     run_chunks(B, work, torch.get_num_threads())
