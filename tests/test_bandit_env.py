@@ -210,25 +210,6 @@ def test_blocked_uniforms_equal_one_at_a_time():
     assert 0 < u.min() and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
 
 
-def test_fast_and_general_paths_agree():
-    fast, general = _vec(64, max_steps=30), _vec(64, max_steps=30)
-    general.unwrapped._fast = False
-    assert fast.unwrapped._fast
-    obs_f, _ = fast.reset(seed=9)
-    obs_g, _ = general.reset(seed=9)
-    actions = torch.randint(0, 10, (40, 64), generator=torch.Generator().manual_seed(0))
-    for t in range(40):
-        out_f, out_g = fast.step(actions[t]), general.step(actions[t])
-        for x, y in zip(out_f[:4], out_g[:4], strict=True):
-            if isinstance(x, dict):
-                for key in x:
-                    assert torch.equal(x[key], y[key]), key
-            else:
-                assert torch.equal(x, y)
-        for key in ("regret", "cumulative_regret", "arm", "best_arm"):
-            assert torch.equal(out_f[4][key], out_g[4][key])
-
-
 def test_deep_copied_env_steps_like_the_original():
     """The fast path keeps numpy views of its tensors. A deep copy of the env steps exactly like an env that was
     never copied, also after a partial reset of the copy (which writes new arm means in place)."""

@@ -121,7 +121,7 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``,
     ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
     ``reward``, ``max_steps``, ``invalid_action``, ``invalid_action_penalty``, ``dtype``, ``solver``, ``tol``,
-    ``max_iter``, ``report_gamma``, ``device``, ``autoreset_mode``), and:
+    ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``), and:
 
     - ``label_noise`` (0.0, in [0, 1)), ``query_cost`` (0.0, >= 0), ``budget`` (40 labels), ``evict``
       (``"oldest"`` or ``"chosen"``, with ``adaptation="swap"``).

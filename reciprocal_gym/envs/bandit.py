@@ -17,6 +17,7 @@ from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.data.datasets import real_array
 from reciprocal_gym.envs import checkpoint as ckpt
+from reciprocal_gym.envs.backend import BACKENDS, bandit_backend
 from reciprocal_gym.envs.base import (
     BatchedVectorEnv,
     SingleEnv,
@@ -49,6 +50,7 @@ class BanditConfig:
     adaptation: str = setting("sample", Choice(BANDIT_ADAPTATIONS))
     max_steps: int = setting(1000, Integer(1, 2**31 - 1))
     dtype: Any = torch.float32
+    backend: str = setting("auto", Choice(BACKENDS))
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -67,7 +69,7 @@ class BanditConfig:
 @dataclass(slots=True)
 class BanditState:
     """The state of B bandit learners (tensors with the learner dimension first). The env replaces its fields
-    each step (the fast path writes new arrays); a checkpoint is this object."""
+    each step (the compiled step writes new arrays); a checkpoint is this object."""
 
     means: Tensor
     """(B, K) the arms' means in the current episode."""
@@ -149,6 +151,8 @@ class BanditVectorEnv(BatchedVectorEnv):
       (a sweep in one batch; learner i then follows the env made with ``lam=lam[i]`` seeded ``seed + i``).
     - ``adaptation``: ``"sample"`` (default) or ``"expected"``.
     - ``max_steps`` (1000): the horizon. ``device`` ("cpu"), ``dtype`` (``torch.float32``).
+    - ``backend`` (``"auto"``): ``"compiled"`` (one compiled pass per step: Bernoulli arms, full history, sampled
+      pulls, float32, a shared ``lam``, CPU), ``"torch"``, or ``"auto"`` (compiled where it applies).
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
     """
 
@@ -175,22 +179,24 @@ class BanditVectorEnv(BatchedVectorEnv):
             history=ArmHistory.empty(B, K, window, dt, dev), pulls=zeros.clone(), theta=zeros.clone(),
             steps=torch.zeros(B, dtype=torch.int64, device=dev), cumulative_regret=torch.zeros(B, dtype=dt, device=dev),
         )
-        # workspace (rebuilt from the state, never saved): the episode's best arm, look-ahead uniforms, fast-path views
+        # workspace (rebuilt from the state, never saved): the episode's best arm, look-ahead uniforms, compiled-step
+        # views
         self._best, self._best_arm = self.state.means.max(1)
         self._uniforms = crandom.UniformBlocks()
         self._ones = torch.ones(B, 1, dtype=dt, device=dev)
         self._lam, self._max_steps = self.learner_setting("lam"), int(cfg.max_steps)  # lam: float or (B,)
-        self._fast = (not self.expected and not self.windowed and cfg.reward_dist == "bernoulli"
-                      and dt == torch.float32 and self.device.type == "cpu" and not isinstance(self._lam, Tensor))
-        # the fast path's float32 arithmetic, as torch casts a Python scalar (a shared lam only)
-        self._lam32 = np.float32(self._lam if self._fast else 0.0)
-        self._fast_cache: tuple | None = None  # the fast path's tensors and their numpy views, see _step_fast
+        self.backend = bandit_backend(cfg.backend, self.device, dt, bernoulli=cfg.reward_dist == "bernoulli",
+                                      full_history=not self.windowed, sampled=not self.expected,
+                                      shared_lam=not isinstance(self._lam, Tensor))
+        # the compiled step's float32 arithmetic, as torch casts a Python scalar (a shared lam only)
+        self._lam32 = np.float32(self._lam if self.backend.step else 0.0)
+        self._compiled_cache: tuple | None = None  # the compiled step's tensors and numpy views, see _step_compiled
         self._step_obs: tuple[Tensor, Tensor] | None = None
 
     def _rebuild_workspace(self) -> None:
         self._best, self._best_arm = self.state.means.max(1)
         self._uniforms.invalidate()
-        self._fast_cache = None
+        self._compiled_cache = None
         self._step_obs = None
 
     def _check_state(self, state: BanditState) -> None:
@@ -272,9 +278,9 @@ class BanditVectorEnv(BatchedVectorEnv):
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
         every = rows is self._all_rows
-        if every and self._fast and isinstance(actions, Tensor) and actions.is_cpu and actions.dim() == 1 \
+        if every and self.backend.step and isinstance(actions, Tensor) and actions.is_cpu and actions.dim() == 1 \
                 and actions.shape[0] == self.num_envs and actions.dtype == torch.int64 and actions.is_contiguous():
-            out = self._step_fast(actions)
+            out = self._step_compiled(actions)
             if out is not None:
                 return out
         a = self._check_actions(actions)
@@ -323,7 +329,7 @@ class BanditVectorEnv(BatchedVectorEnv):
                 "best_arm": self._best_arm}
         return reward, terminated, truncated, info
 
-    def _step_fast(self, a: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]] | None:
+    def _step_compiled(self, a: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]] | None:
         """The common case in one compiled pass: every learner pulls arm ``a``, full history, float32 Bernoulli arms
         on the CPU. Same float32 arithmetic as the general path (a test compares them bit for bit). Returns None if
         an arm is out of range (the general path then raises the usual error).
@@ -335,7 +341,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         B, K = self.num_envs, self.n_arms
         self._uniforms.invalidate()  # the kernel draws the uniforms itself (the same counter-based values)
         h = self.state.history
-        c = self._fast_cache
+        c = self._compiled_cache
         st = self.state
         if (c is not None and c[0] is h.counts and c[1] is h.sums and c[2] is st.cumulative_regret
                 and c[3] is st.steps and c[4] is st.means and c[5] is self._best and c[6] is st.key
@@ -353,7 +359,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         counts_t, sums_t, theta_t, reward, regret, cumulative_t, steps_t, truncated_t = (
             torch.from_numpy(x) for x in (stats[0], stats[1], stats[2], per_learner[0], per_learner[1],
                                           per_learner[2], steps_out, truncated))
-        self._fast_cache = (counts_t, sums_t, cumulative_t, steps_t, st.means, self._best, st.key,
+        self._compiled_cache = (counts_t, sums_t, cumulative_t, steps_t, st.means, self._best, st.key,
                             st.means.data_ptr(), st.key.data_ptr(),
                             (stats[0], stats[1], per_learner[2], steps_out, means, best, key))
         st.history = ArmHistory(counts_t, sums_t, None, None)
@@ -366,7 +372,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         obs = {"theta": self.state.theta, "counts": self.state.history.counts, "pulls": self.state.pulls}
         if self.dtype != torch.float32:
             obs = {key: value.float() for key, value in obs.items()}
-        cached = self._step_obs  # the fast path's (steps, float32 steps) pair
+        cached = self._step_obs  # the compiled step's (steps, float32 steps) pair
         steps = self.state.steps
         obs["step"] = cached[1] if cached is not None and cached[0] is steps else steps.float().unsqueeze(1)
         return obs

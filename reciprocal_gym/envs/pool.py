@@ -33,8 +33,9 @@ from reciprocal_gym.data import (
 )
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
+from reciprocal_gym.envs.backend import BACKENDS, pool_backend
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
-from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
+from reciprocal_gym.envs.pool_kernel import binary_pool_pass
 from reciprocal_gym.envs.pool_parts import (
     REWARDS,
     Oracle,
@@ -87,6 +88,7 @@ class PoolConfig:
     tol: float | None = setting(None, Maybe(Real(0.0, 1.0, open_low=True)))
     max_iter: int = setting(50, Integer(1, 10_000))
     report_gamma: bool = setting(False, Flag())
+    backend: str = setting("auto", Choice(BACKENDS))
 
     adaptations = adapt.ADAPTATIONS  # class attribute: the adaptation rules the env allows
 
@@ -145,7 +147,6 @@ class PoolVectorEnv(BatchedVectorEnv):
     """
 
     config_class: type[PoolConfig] = PoolConfig
-    _compiled_passes = True  # binary learners on the CPU: compiled gathers and predictions (False: torch ops)
 
     def _setup(self) -> None:
         cfg = self.config
@@ -180,6 +181,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                 f"swap needs k <= buffer_size <= n_pool - k"
             )
         self.n_params = n_params(self.n_features, self.n_classes)
+        self.backend = pool_backend(cfg.backend, self.device, self.dtype, self.n_classes)
         self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
         self._expected_rate = self.learner_setting("expected_rate")
         self.parts: PoolParts = self.compose()
@@ -196,7 +198,6 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._eval_rows = torch.zeros(B, sizes["pool"] + sizes["val"] + sizes["test"], dtype=torch.int64, device=dev)
         self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
         self._candidates = torch.zeros(B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev)
-        self._label_stats: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._metrics = {
             key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
         }
@@ -224,7 +225,6 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._eval_rows = torch.cat([st.rows["pool"], st.rows["val"], st.rows["test"]], dim=1)
         self._labeled_X = self._features(st.rows["labeled"])
         self._labeled_onehot = torch.nn.functional.one_hot(st.labels["labeled"], self.n_classes).to(self.dtype)
-        self._label_stats = None
         self._update_predictions(every)
 
     def _check_state(self, state: PoolState) -> None:
@@ -352,8 +352,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
-        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size); for every learner of a
-        binary env on the CPU in one compiled pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`)."""
+        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
         state = self.state.reciprocal
         rows = idx.unsqueeze(1)
         every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
@@ -361,14 +360,6 @@ class PoolVectorEnv(BatchedVectorEnv):
         if self.config.adaptation == "expected":
             pool_rows = self.state.rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
-        elif every and self.n_classes == 2 and self.device.type == "cpu" and self._compiled_passes:
-            rows_all, w, Q, mass, wrong = gather_training_atoms(
-                state.in_use, state.weight, state.label, self.state.labels["pool"], self.state.rows["pool"],
-                self.state.rows["labeled"], self._labeled_onehot)
-            # the pseudo-label statistics of this training set come with it; _step_info takes them while the
-            # state's weights and labels are these
-            self._label_stats = (state.weight, state.label, mass, wrong)
-            return RowAtoms(self._base_X, rows_all, self.state.mean, self.state.scale), w, Q
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
@@ -415,6 +406,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             X, w, Q = self._training_atoms(idx)
             lam = self._lam if every or not isinstance(self._lam, Tensor) else self._lam[idx]
             fit = fit_ridge_logistic(X, w, Q, lam, theta0=self.state.theta if every else self.state.theta[idx],
+                                     backend=self.backend.fit,
                                      tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                      compute_gamma=cfg.report_gamma)
             theta = fit.theta if every else self.state.theta.index_copy(0, idx, fit.theta)
@@ -441,12 +433,12 @@ class PoolVectorEnv(BatchedVectorEnv):
         """Recompute pool probabilities, candidate features and validation / test metrics for learners ``rows``.
 
         One matrix product gives every learner's logits on every dataset row (the standardization is folded into
-        the parameters); the learners' pool, validation and test rows are then read from it. Float64 binary learners
-        on the CPU take the compiled pass (:mod:`reciprocal_gym.envs.pool_kernel`, the product done by chunks of
-        learners), which recomputes every learner (those outside ``rows`` have unchanged parameters and get the same
-        values again); the rest torch ops."""
+        the parameters); the learners' pool, validation and test rows are then read from it. With the compiled backend
+        (float64 binary learners on the CPU) the compiled pass (:mod:`reciprocal_gym.envs.pool_kernel`, the product
+        done by chunks of learners) does it, which recomputes every learner (those outside ``rows`` have unchanged
+        parameters and get the same values again); otherwise torch ops."""
         C = self.n_classes
-        if self._compiled_passes and C == 2 and self.device.type == "cpu" and self.dtype == torch.float64:
+        if self.backend.predict:
             weights, bias = folded_parameters(self.state.theta, self.state.mean, self.state.scale)
             self._pool_probs, self._candidates, metrics = binary_pool_pass(
                 self._base_X, weights, bias, self._eval_rows, self.n_pool, self.state.labels["val"],
@@ -491,13 +483,9 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
         state = self.state.reciprocal
-        cached = self._label_stats
-        if cached is not None and cached[0] is state.weight and cached[1] is state.label:
-            mass, wrong = cached[2], cached[3]
-        else:
-            mass = state.weight.sum(1)
-            true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
-            wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+        mass = state.weight.sum(1)
+        true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
+        wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
         return {
             **self._metrics,
@@ -564,7 +552,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         y = torch.cat([self.state.labels["labeled"], self.state.labels["pool"]], dim=1)
         Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
         w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
-        theta = fit_ridge_logistic(X, w, Q, self._lam, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+        theta = fit_ridge_logistic(X, w, Q, self._lam, backend=self.backend.fit, tol=cfg.tol, max_iter=cfg.max_iter,
+                                   solver=cfg.solver,
                                    compute_gamma=False).theta
         logits = standardized_logits(self._base_X, theta, self.state.mean, self.state.scale, self.n_classes)
         rows = self.state.rows["test"]

@@ -132,6 +132,8 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
     - ``device`` ("cpu"), ``dtype`` (``torch.float64``; float32 halves the cost), ``solver``, ``tol``, ``max_iter``:
       the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic`).
+    - ``backend`` (``"auto"``): ``"compiled"`` CPU kernels for binary learners on the CPU, ``"torch"`` ops
+      everywhere, or ``"auto"`` (compiled where available); see :mod:`reciprocal_gym.envs.backend`.
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
     """
 

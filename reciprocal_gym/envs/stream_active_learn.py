@@ -68,7 +68,7 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
     ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
     ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``, ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
-    ``device``, ``autoreset_mode``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
+    ``backend``, ``device``, ``autoreset_mode``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
     ``label_noise``, ``query_cost``.
     """
 

@@ -1,0 +1,77 @@
+"""Which implementation runs an env's hot operations: torch ops (any device) or compiled CPU kernels.
+
+The choice is made once, when the env is built, from the device, the dtype and the problem, and stored as the env's
+``backend`` (a :class:`Backend`); the env argument ``backend`` forces it (``"torch"`` or ``"compiled"``; ``"auto"``
+picks compiled kernels where they exist). Both implementations compute the same quantities; the shared parity suite
+(``tests/test_backends.py``) runs every env under both on the same cases.
+
+Where compiled kernels exist (``benchmarks/backends.py`` measures what each one buys):
+
+- pool envs (SelfTrain, ActiveLearn, StreamActiveLearn) with binary labels on the CPU: the Newton fit
+  (:mod:`reciprocal_gym.learners.newton_cpu`; about 1.9x the step at pool 400, B = 64 and 1024) and, in float64,
+  the predictions with the candidate features (:mod:`reciprocal_gym.envs.pool_kernel`; 1.25x at B = 64, 1.08x at
+  B = 1024). A compiled training-set gather bought 1.04-1.14x and was dropped;
+- the Bandit with Bernoulli arms, the full history, sampled pulls, float32, a shared ``lam``, on the CPU: the whole
+  step (``bandit._bandit_step``; 1.4-3.4x).
+
+Everything else runs on torch ops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+BACKENDS = ("auto", "torch", "compiled")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The implementation of each hot operation of one env."""
+
+    name: str
+    """``"compiled"`` if any operation runs compiled, else ``"torch"``."""
+    fit: str = "torch"
+    """The ERM solver's backend (:func:`reciprocal_gym.learners.fit_ridge_logistic`)."""
+    predict: bool = False
+    """Pool envs: predictions, metrics and candidate features by a compiled pass."""
+    step: bool = False
+    """Bandit: the whole step by a compiled pass."""
+
+
+TORCH = Backend("torch")
+
+
+def _resolve(requested: str, possible: bool, why_not: str) -> bool:
+    if requested not in BACKENDS:
+        raise ValueError(f"backend={requested!r} is not allowed; choose one of {BACKENDS}")
+    if requested == "compiled" and not possible:
+        raise ValueError(f"backend='compiled' is not available here: {why_not}; use backend='auto' or 'torch'")
+    return possible and requested != "torch"
+
+
+def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_classes: int) -> Backend:
+    """Compiled fits for binary learners on the CPU, compiled predictions too in float64."""
+    why = []
+    if device.type != "cpu":
+        why.append(f"the env runs on {device}")
+    if n_classes != 2:
+        why.append(f"the labels have {n_classes} classes (compiled kernels are binary)")
+    if not _resolve(requested, not why, " and ".join(why)):
+        return TORCH
+    return Backend("compiled", fit="compiled", predict=dtype == torch.float64)
+
+
+def bandit_backend(requested: str, device: torch.device, dtype: torch.dtype, *, bernoulli: bool, full_history: bool,
+                   sampled: bool, shared_lam: bool) -> Backend:
+    """The compiled step for sampled pulls of Bernoulli arms with the full history, float32, a shared lam, CPU."""
+    why = [text for ok, text in ((device.type == "cpu", f"the env runs on {device}"),
+                                 (dtype == torch.float32, f"dtype is {dtype} (the compiled step is float32)"),
+                                 (bernoulli, "the arms are not Bernoulli"),
+                                 (full_history, "the history is windowed"),
+                                 (sampled, "adaptation is 'expected'"),
+                                 (shared_lam, "lam differs between learners")) if not ok]
+    if not _resolve(requested, not why, " and ".join(why)):
+        return TORCH
+    return Backend("compiled", step=True)

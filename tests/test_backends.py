@@ -1,0 +1,91 @@
+"""One parity suite for the backends: every env with compiled kernels runs the same cases under ``backend="torch"``
+and ``backend="compiled"`` (forced by the env argument), and the two agree within stated tolerances."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import reciprocal_gym  # noqa: F401
+from reciprocal_gym.envs.backend import TORCH
+
+POOL = {"n_pool": 60, "max_steps": 40}
+CASES = [
+    # (env id, kwargs, float tolerance of the outputs)
+    ("Reciprocal-SelfTrain-v0", {**POOL, "label_mode": "soft"}, 1e-12),
+    ("Reciprocal-SelfTrain-v0", {**POOL, "label_mode": "hard", "adaptation": "amend", "k": 2}, 1e-12),
+    ("Reciprocal-SelfTrain-v0", {**POOL, "adaptation": "expected", "k": 3, "lam": [0.001, 0.01, 0.1, 1.0, 0.03, 3.0]},
+     1e-10),
+    ("Reciprocal-SelfTrain-v0", {**POOL, "dtype": torch.float32, "adaptation": "swap", "k": 2, "buffer_size": 6},
+     1e-4),
+    ("Reciprocal-ActiveLearn-v0", {**POOL, "budget": 30, "label_noise": 0.2}, 1e-12),
+    ("Reciprocal-StreamActiveLearn-v0", {**POOL, "budget": 30}, 1e-12),
+    ("Reciprocal-Bandit-v0", {"max_steps": 30}, 0.0),  # the same float32 arithmetic: equal bit for bit
+]
+IDS = [f"{env_id.split('-')[1]}-{i}" for i, (env_id, _, _) in enumerate(CASES)]
+
+
+def _run(env_id, backend, kwargs, steps=8):
+    envs = gym.make_vec(env_id, num_envs=6, vectorization_mode="vector_entry_point", backend=backend, **kwargs)
+    obs, info = envs.reset(seed=3)
+    rng = np.random.default_rng(0)
+    trace = [(obs, info)]
+    for t in range(steps):
+        actions = envs.unwrapped.sample_actions(rng)
+        if t == 2 and "action_mask" in obs and actions.dim() == 1 and not actions.is_floating_point():
+            # a rejected action for learner 0 (an index in use, if any): a partial update
+            used = torch.nonzero(envs.unwrapped.state.in_use[0]).squeeze(1)
+            if len(used):
+                actions[0] = used[0]
+        obs, reward, term, trunc, info = envs.step(actions)
+        trace.append((obs, {**info, "reward": reward, "terminated": term, "truncated": trunc}))
+    return envs.unwrapped, trace
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "tol"), CASES, ids=IDS)
+def test_compiled_and_torch_backends_agree(env_id, kwargs, tol):
+    compiled_env, compiled = _run(env_id, "compiled", kwargs)
+    torch_env, reference = _run(env_id, "torch", kwargs)
+    assert compiled_env.backend.name == "compiled" and torch_env.backend == TORCH
+    for t, ((obs, info), (obs_ref, info_ref)) in enumerate(zip(compiled, reference, strict=True)):
+        for key in obs_ref:
+            # candidate features are float32: the entropy from the logit (compiled) and from the float32
+            # probabilities (torch) differ in the last bits
+            close = {"atol": max(tol, 1e-6), "rtol": max(tol, 1e-6)} if obs_ref[key].dtype == torch.float32 \
+                else {"atol": tol, "rtol": 0}
+            torch.testing.assert_close(obs[key], obs_ref[key], **close, msg=f"step {t} obs {key}")
+        for key, value in info_ref.items():
+            if isinstance(value, torch.Tensor) and not key.startswith("_") and not key.startswith("fit_"):
+                exact = not value.is_floating_point()
+                torch.testing.assert_close(info[key], value, atol=0 if exact else tol, rtol=0,
+                                           msg=f"step {t} info {key}")
+    if hasattr(compiled_env, "_pool_probs"):
+        torch.testing.assert_close(compiled_env._pool_probs, torch_env._pool_probs, atol=max(tol, 1e-12), rtol=0)
+        assert bool(compiled[3][1]["invalid_action"][0]) or not bool(reference[3][1]["invalid_action"][0])
+
+
+@pytest.mark.parametrize(("env_id", "kwargs", "why"), [
+    ("Reciprocal-SelfTrain-v0", {"dataset": "iris"}, "3 classes"),
+    ("Reciprocal-Bandit-v0", {"history": "window"}, "windowed"),
+    ("Reciprocal-Bandit-v0", {"dtype": torch.float64}, "float32"),
+    ("Reciprocal-Bandit-v0", {"adaptation": "expected"}, "expected"),
+])
+def test_forcing_compiled_where_no_kernel_applies_says_why(env_id, kwargs, why):
+    with pytest.raises(ValueError, match=f"backend='compiled' is not available here: .*{why}"):
+        gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", backend="compiled", **kwargs)
+    auto = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs).unwrapped
+    assert auto.backend == TORCH
+
+
+def test_auto_picks_compiled_kernels_where_they_apply():
+    def backend(env_id, **kwargs):
+        return gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **kwargs).unwrapped.backend
+
+    assert backend("Reciprocal-SelfTrain-v0").predict and backend("Reciprocal-SelfTrain-v0").fit == "compiled"
+    float32 = backend("Reciprocal-SelfTrain-v0", dtype=torch.float32)
+    assert float32.fit == "compiled" and not float32.predict  # the prediction pass is float64 only
+    assert backend("Reciprocal-Bandit-v0").step
+    assert backend("Reciprocal-Bandit-v0", lam=[1.0, 2.0]) == TORCH
+    assert backend("Reciprocal-SelfTrain-v0", backend="torch") == TORCH
