@@ -1,11 +1,10 @@
 """What each compiled kernel buys: step time of the envs with torch ops against compiled kernels, part by part.
 
 Pool envs (SelfTrain on breast_cancer, pool 400, hard labels, float64: the throughput benchmarks' workload): all
-torch; then the compiled Newton fit alone; fit + the compiled prediction pass (= ``backend="auto"``). (A compiled
-training-set gather measured 1.04-1.14x on top of these and was dropped.) Bandit (float32 Bernoulli): torch step
-against the compiled step. The configurations alternate in rounds (the same stretch of a drifting machine) and the
-medians are reported, with the speed-up of each part over the configuration without it. Run from the repository
-root::
+torch; then the compiled Newton fit alone; + the compiled prediction pass; + the compiled training-set gather (=
+``backend="auto"``). Bandit (float32 Bernoulli): torch step against the compiled step. The configurations
+alternate in rounds (the same stretch of a drifting machine) and the medians are reported, with the speed-up of each
+part over the configuration without it. Run from the repository root::
 
     python benchmarks/backends.py [--batch 64 1024] [--rounds 5] [--out backends.json]
 """
@@ -29,6 +28,7 @@ POOL_PARTS = {
     "torch": Backend("torch"),
     "fit": Backend("compiled", fit="compiled"),
     "fit+predict": Backend("compiled", fit="compiled", predict=True),
+    "fit+predict+gather": Backend("compiled", fit="compiled", predict=True, gather=True),
 }
 
 
@@ -67,7 +67,7 @@ def _time_bandit(batch: int, backend: str, steps: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, nargs="+", default=[64, 1024])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 64, 1024])
     parser.add_argument("--bandit-batch", type=int, nargs="+", default=[16, 4096])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
@@ -75,7 +75,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; medians of {args.rounds} rounds")
     results = {}
     for batch in args.batch:
-        steps = 20 if batch <= 256 else 6
+        steps = 100 if batch == 1 else 20 if batch <= 256 else 6
         times = {name: [] for name in POOL_PARTS}
         for _ in range(args.rounds):
             for name, backend in POOL_PARTS.items():

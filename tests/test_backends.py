@@ -66,6 +66,29 @@ def test_compiled_and_torch_backends_agree(env_id, kwargs, tol):
         assert bool(compiled[3][1]["invalid_action"][0]) or not bool(reference[3][1]["invalid_action"][0])
 
 
+def test_compiled_gather_of_training_sets_equals_torch_ops():
+    envs = {backend: gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=5, vectorization_mode="vector_entry_point",
+                                  n_pool=40, label_mode="soft", autoreset_mode="disabled", backend=backend).unwrapped
+            for backend in ("compiled", "torch")}
+    for vec in envs.values():
+        vec.reset(seed=0)
+        for t in range(4):  # learner 0 takes an already used point at step 2 (rejected): counts differ, padding
+            actions = np.array([t, 10 + t, 20 + t, 30 + t, 5 + t])
+            actions[0] = 0 if t == 2 else actions[0]
+            vec.step(actions)
+    every = torch.arange(5)
+    X, w, Q, stats = envs["compiled"]._training_atoms(every)
+    X_ref, w_ref, Q_ref, no_stats = envs["torch"]._training_atoms(every)
+    assert no_stats is None and torch.equal(X.rows, X_ref.rows) and torch.equal(w, w_ref)
+    torch.testing.assert_close(Q, Q_ref, atol=1e-12, rtol=0)
+    mass, wrong = stats
+    state, y = envs["compiled"].state, envs["compiled"].state.labels["pool"]
+    torch.testing.assert_close(mass, state.weight.sum(1))
+    torch.testing.assert_close(wrong, (state.weight * (1 - state.label.gather(2, y.unsqueeze(-1)).squeeze(-1))).sum(1))
+    assert float(wrong.sum()) > 0  # soft pseudo-labels: some mass on the wrong class
+    assert float(w[0, -1]) == 0.0 and bool((w[1:, -1] == 1.0).all())  # learner 0 is padded
+
+
 @pytest.mark.parametrize(("env_id", "kwargs", "why"), [
     ("Reciprocal-SelfTrain-v0", {"dataset": "iris"}, "3 classes"),
     ("Reciprocal-Bandit-v0", {"history": "window"}, "windowed"),

@@ -8,9 +8,9 @@ picks compiled kernels where they exist). Both implementations compute the same 
 Where compiled kernels exist (``benchmarks/backends.py`` measures what each one buys):
 
 - pool envs (SelfTrain, ActiveLearn, StreamActiveLearn) with binary labels on the CPU: the Newton fit
-  (:mod:`reciprocal_gym.learners.newton_cpu`; about 1.9x the step at pool 400, B = 64 and 1024) and, in float64,
-  the predictions with the candidate features (:mod:`reciprocal_gym.envs.pool_kernel`; 1.25x at B = 64, 1.08x at
-  B = 1024). A compiled training-set gather bought 1.04-1.14x and was dropped;
+  (:mod:`reciprocal_gym.learners.newton_cpu`; about 1.9x the step at pool 400, B = 1 to 1024), the training-set
+  gather and, in float64, the predictions with the candidate features (:mod:`reciprocal_gym.envs.pool_kernel`; the
+  two passes together 1.17-1.23x the step, each alone 1.02-1.25x);
 - the Bandit with Bernoulli arms, the full history, sampled pulls, float32, a shared ``lam``, on the CPU: the whole
   step (``bandit._bandit_step``; 1.4-3.4x).
 
@@ -34,6 +34,8 @@ class Backend:
     """``"compiled"`` if any operation runs compiled, else ``"torch"``."""
     fit: str = "torch"
     """The ERM solver's backend (:func:`reciprocal_gym.learners.fit_ridge_logistic`)."""
+    gather: bool = False
+    """Pool envs: the training sets gathered by a compiled pass."""
     predict: bool = False
     """Pool envs: predictions, metrics and candidate features by a compiled pass."""
     step: bool = False
@@ -60,7 +62,7 @@ def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_cla
         why.append(f"the labels have {n_classes} classes (compiled kernels are binary)")
     if not _resolve(requested, not why, " and ".join(why)):
         return TORCH
-    return Backend("compiled", fit="compiled", predict=dtype == torch.float64)
+    return Backend("compiled", fit="compiled", gather=True, predict=dtype == torch.float64)
 
 
 def bandit_backend(requested: str, device: torch.device, dtype: torch.dtype, *, bernoulli: bool, full_history: bool,

@@ -35,7 +35,7 @@ from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.backend import BACKENDS, pool_backend
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
-from reciprocal_gym.envs.pool_kernel import binary_pool_pass
+from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.envs.pool_parts import (
     REWARDS,
     Oracle,
@@ -286,13 +286,13 @@ class PoolVectorEnv(BatchedVectorEnv):
         empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
                                       self.device)
         self.state.reciprocal = self.state.reciprocal.where(rows, empty)
-        fit = self._refit(rows)
+        fit, label_stats = self._refit(rows)
         self._update_predictions(rows)
         accuracy = torch.stack([self._metrics["val_accuracy"], self._metrics["test_accuracy"]], 1)
         self.state.baseline_theta = torch.where(rows.view(-1, 1), self.state.theta, self.state.baseline_theta)
         self.state.baseline_accuracy = torch.where(rows.view(-1, 1), accuracy, self.state.baseline_accuracy)
         zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
-        values = self._step_info(fit, zero, torch.zeros_like(rows))
+        values = self._step_info(fit, zero, torch.zeros_like(rows), label_stats)
         values.update(self.parts.labels.reset(self, rows, learners, rngs))  # draws after the splits
         self.parts.selection.reset(self, learners, rngs)
         return values
@@ -320,7 +320,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             counted = state.replace(step=state.step + 1)
             self.state.reciprocal = state.where(rows & ~update, counted).where(update, moved)
         before = dict(self._metrics)
-        fit = self._refit(update)
+        fit, label_stats = self._refit(update)
         self._update_predictions(update)
         theta_change = (self.state.theta - state.theta).norm(dim=1)
         bought, label_info = parts.labels.charge(self, choice)
@@ -332,7 +332,8 @@ class PoolVectorEnv(BatchedVectorEnv):
                 ended = ended | flag
         terminated = rows & ended
         truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
-        return reward, terminated, truncated, {**self._step_info(fit, theta_change, choice.invalid), **label_info}
+        info = self._step_info(fit, theta_change, choice.invalid, label_stats)
+        return reward, terminated, truncated, {**info, **label_info}
 
     def _adapt(self, state: ReciprocalState, choice: Selected, labels: Tensor) -> ReciprocalState:
         """The training-set update of the configured adaptation rule."""
@@ -348,11 +349,13 @@ class PoolVectorEnv(BatchedVectorEnv):
         return adapt.expected(state, selection, labels, float(self.k), self._expected_rate)
 
     # ----- ERM and predictions --------------------------------------------------------------------------------
-    def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor]:
+    def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
-        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size)."""
+        largest count among ``idx``), so a fit costs O(training-set size), not O(pool size). With the compiled
+        backend, every learner's in one pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`), which
+        also returns the pool mass in use and its mislabeled part (else None)."""
         state = self.state.reciprocal
         rows = idx.unsqueeze(1)
         every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
@@ -360,6 +363,11 @@ class PoolVectorEnv(BatchedVectorEnv):
         if self.config.adaptation == "expected":
             pool_rows = self.state.rows["pool"][idx]
             weight, label = state.weight[idx], state.label[idx]
+        elif every and self.backend.gather:
+            rows_all, w, Q, mass, wrong = gather_training_atoms(
+                state.in_use, state.weight, state.label, self.state.labels["pool"], self.state.rows["pool"],
+                self.state.rows["labeled"], self._labeled_onehot)
+            return RowAtoms(self._base_X, rows_all, self.state.mean, self.state.scale), w, Q, (mass, wrong)
         else:
             in_use = state.in_use[idx]
             count = in_use.sum(1)
@@ -384,7 +392,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
         Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
-        return X, w, Q
+        return X, w, Q, None
 
     def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
         """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
@@ -394,16 +402,18 @@ class PoolVectorEnv(BatchedVectorEnv):
             mean, scale = self.state.mean[learners], self.state.scale[learners]
         return RowAtoms(self._base_X, rows, mean, scale).materialize()
 
-    def _refit(self, rows: Tensor) -> dict[str, Tensor]:
+    def _refit(self, rows: Tensor) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor] | None]:
         """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports (for the
-        others: 0 iterations, gradient norm 0, converged, gamma = lam)."""
+        others: 0 iterations, gradient norm 0, converged, gamma = lam) and the training sets' pseudo-label statistics
+        when the gather made them (see :meth:`_training_atoms`)."""
         cfg = self.config
         B = self.num_envs
         idx = torch.nonzero(rows).squeeze(1)
         every = len(idx) == B
         fitted: dict[str, Tensor] = {}
+        label_stats = None
         if len(idx):
-            X, w, Q = self._training_atoms(idx)
+            X, w, Q, label_stats = self._training_atoms(idx)
             lam = self._lam if every or not isinstance(self._lam, Tensor) else self._lam[idx]
             fit = fit_ridge_logistic(X, w, Q, lam, theta0=self.state.theta if every else self.state.theta[idx],
                                      backend=self.backend.fit,
@@ -416,7 +426,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             if cfg.report_gamma:
                 fitted["gamma"] = fit.gamma
         if every:
-            return fitted
+            return fitted, label_stats
         report = {
             "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
             "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
@@ -427,7 +437,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                                                                               device=self.device)
             report["gamma"] = lam.to(self.dtype)
         return {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
-                for key, value in report.items()}
+                for key, value in report.items()}, label_stats
 
     def _update_predictions(self, rows: Tensor) -> None:
         """Recompute pool probabilities, candidate features and validation / test metrics for learners ``rows``.
@@ -481,11 +491,17 @@ class PoolVectorEnv(BatchedVectorEnv):
     def _train_size(self) -> Tensor:
         return self.sizes.n_labeled + self.state.weight.sum(1)
 
-    def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor) -> dict[str, Tensor]:
+    def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor,
+                   label_stats: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+        """The per-learner info; ``label_stats``: the pool mass in use and its mislabeled part, if the compiled
+        gather of this very training set made them."""
         state = self.state.reciprocal
-        mass = state.weight.sum(1)
-        true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
-        wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+        if label_stats is not None:
+            mass, wrong = label_stats
+        else:
+            mass = state.weight.sum(1)
+            true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
+            wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
         return {
             **self._metrics,

@@ -6,7 +6,8 @@ observation's candidate features (probabilities, margin, entropy, in-use flag, i
 log-likelihood and accuracy, and the test accuracy. In torch that is about twenty passes over (B, n_pool)-sized
 tensors, each through memory; here one pass per learner does it all with the learner's rows in cache (the
 transcendental functions in the vectorizable forms of :mod:`reciprocal_gym.utils.vector_math`), learners spread over
-threads. (A compiled gather of the training sets was dropped: it bought 1.05-1.14x, ``benchmarks/backends.py``.)
+threads. Before a refit, each learner's training set (labeled rows, then the pool atoms in use) is gathered in one
+pass instead of a dozen indexing and concatenation ops.
 
 Binary float64 learners on the CPU only (the env's ``backend``, :mod:`reciprocal_gym.envs.backend`); the torch path
 serves the rest, and ``tests/test_backends.py`` checks that both agree.
@@ -109,3 +110,69 @@ def binary_pool_pass(
 
     run_chunks(B, work, torch.get_num_threads())
     return probs, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))
+
+
+@numba.njit(cache=True, nogil=True)
+def _most_in_use(in_use):
+    most = 0
+    for b in range(in_use.shape[0]):
+        count = 0
+        for i in range(in_use.shape[1]):
+            count += np.int64(in_use[b, i])
+        most = max(most, count)
+    return most
+
+
+@numba.njit(cache=True, nogil=True)
+def _gather_in_use(in_use, weight, label, y_pool, pool_rows, labeled_rows, labeled_q, rows, w, q, stats):
+    """Per learner: the labeled rows (weight 1), then the pool atoms in use in pool order, then zero-weight padding
+    (pool atom 0, as the torch path pads); and the pool mass in use with its mislabeled part."""
+    B, n_pool = in_use.shape
+    n_labeled, n = labeled_rows.shape[1], rows.shape[1]
+    chosen = np.empty(n_pool + 1, np.int64)
+    for b in range(B):
+        for i in range(n_labeled):
+            rows[b, i] = labeled_rows[b, i]
+            w[b, i] = 1.0
+            q[b, i, 0] = labeled_q[b, i, 0]
+            q[b, i, 1] = labeled_q[b, i, 1]
+        m = 0
+        for i in range(n_pool):  # the indices of the atoms in use, without a branch per atom
+            chosen[m] = i
+            m += np.int64(in_use[b, i])
+        mass, wrong = 0.0, 0.0
+        for j in range(n - n_labeled):
+            i = chosen[j] if j < m else 0
+            k = n_labeled + j
+            rows[b, k] = pool_rows[b, i]
+            w[b, k] = weight[b, i] if j < m else 0.0
+            q[b, k, 0] = label[b, i, 0]
+            q[b, k, 1] = label[b, i, 1]
+            if j < m:
+                mass += weight[b, i]
+                wrong += weight[b, i] * (1.0 - label[b, i, y_pool[b, i]])
+        stats[0, b] = mass
+        stats[1, b] = wrong
+
+
+def gather_training_atoms(
+    in_use: Tensor, weight: Tensor, label: Tensor, y_pool: Tensor, pool_rows: Tensor, labeled_rows: Tensor,
+    labeled_q: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The binary training sets of B learners as dataset rows, weights and labels, on the CPU in one pass: each
+    learner's labeled rows (weight 1, labels ``labeled_q``), then its pool atoms in use (in pool order), padded with
+    zero-weight atoms to the largest count. Pool atoms not in use must have weight 0 (as in the index modes).
+
+    Returns rows (B, n) int64, weights (B, n), labels (B, n, 2), and per learner the pool mass in use,
+    sum_i w_i, and its mislabeled part, sum_i w_i (1 - q_i[y_i]) (y_pool the hidden true classes)."""
+    B = in_use.shape[0]
+    in_use = in_use.contiguous()
+    n = labeled_rows.shape[1] + _most_in_use(in_use.numpy())
+    rows = torch.empty(B, n, dtype=torch.int64)
+    w = torch.empty(B, n, dtype=weight.dtype)
+    q = torch.empty(B, n, 2, dtype=weight.dtype)
+    stats = torch.empty(2, B, dtype=weight.dtype)
+    _gather_in_use(*(t.numpy() for t in (in_use, weight.contiguous(), label.contiguous(),
+                                         y_pool.contiguous(), pool_rows.contiguous(), labeled_rows.contiguous(),
+                                         labeled_q.contiguous(), rows, w, q, stats)))
+    return rows, w, q, stats[0], stats[1]
