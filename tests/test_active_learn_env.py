@@ -77,7 +77,7 @@ def test_oracle_labels_true_or_flipped_at_the_noise_rate_and_fixed_per_point():
     answers = env.state.oracle.answers
     flipped = (answers != env.state.labels["pool"]).double().mean().item()
     assert flipped == pytest.approx(0.25, abs=0.01)
-    again = env.parts.labels._noisy_labels(env, torch.arange(200))
+    again = env.parts.labels._noisy_labels(env, env.state, env.state.oracle.keys, torch.arange(200))
     assert torch.equal(again, answers)
     clean = _vec(2, **SMALL)
     clean.reset(seed=0)
@@ -135,7 +135,7 @@ def test_stream_env_delivers_the_pool_once_and_skips_are_free():
     steps = 0
     while True:
         arriving = int(order[steps])
-        expected = vec._candidate_features(vec._pool_probs[0, arriving], vec.state.in_use[0, arriving])
+        expected = vec._candidate_features(vec.view.pool_probs[0, arriving], vec.state.in_use[0, arriving])
         np.testing.assert_allclose(obs["candidate"], expected.numpy())
         action = steps % 3 == 0
         obs, r, term, trunc, info = env.step(int(action))

@@ -61,8 +61,9 @@ def test_compiled_and_torch_backends_agree(env_id, kwargs, tol):
                 exact = not value.is_floating_point()
                 torch.testing.assert_close(info[key], value, atol=0 if exact else tol, rtol=0,
                                            msg=f"step {t} info {key}")
-    if hasattr(compiled_env, "_pool_probs"):
-        torch.testing.assert_close(compiled_env._pool_probs, torch_env._pool_probs, atol=max(tol, 1e-12), rtol=0)
+    if hasattr(compiled_env, "view"):
+        torch.testing.assert_close(compiled_env.view.pool_probs, torch_env.view.pool_probs, atol=max(tol, 1e-12),
+                                   rtol=0)
         assert bool(compiled[3][1]["invalid_action"][0]) or not bool(reference[3][1]["invalid_action"][0])
 
 
@@ -77,8 +78,8 @@ def test_compiled_gather_of_training_sets_equals_torch_ops():
             actions[0] = 0 if t == 2 else actions[0]
             vec.step(actions)
     every = torch.arange(5)
-    X, w, Q, stats = envs["compiled"]._training_atoms(every)
-    X_ref, w_ref, Q_ref, no_stats = envs["torch"]._training_atoms(every)
+    X, w, Q, stats = envs["compiled"]._training_atoms(envs["compiled"].state, envs["compiled"].view, every)
+    X_ref, w_ref, Q_ref, no_stats = envs["torch"]._training_atoms(envs["torch"].state, envs["torch"].view, every)
     assert no_stats is None and torch.equal(X.rows, X_ref.rows) and torch.equal(w, w_ref)
     torch.testing.assert_close(Q, Q_ref, atol=1e-12, rtol=0)
     mass, wrong = stats

@@ -55,7 +55,7 @@ def test_plain_soft_labels_in_amend_mode_reach_the_labeled_only_fit_whatever_is_
     greedy, _ = _run("greedy", 1.0)
     random, _ = _run("random", 1.0)
     torch.testing.assert_close(greedy.state.theta, random.state.theta, atol=1e-5, rtol=0)
-    X = greedy._labeled_X
+    X = greedy.view.labeled_X
     Q = torch.nn.functional.one_hot(greedy.state.labels["labeled"], 2).double()
     reference = fit_ridge_logistic(X, torch.ones(X.shape[:2], dtype=X.dtype), Q, 0.05 * (20 + 10) / 20).theta
     torch.testing.assert_close(greedy.state.theta, reference, atol=1e-5, rtol=0)
@@ -81,7 +81,7 @@ def test_every_adaptation_mode_attaches_sharpened_labels(adaptation):
                        **kwargs)
     obs, _ = env.reset(seed=0)
     base = env.unwrapped
-    probs = base._pool_probs.clone()
+    probs = base.view.pool_probs.clone()
     agent = SelectionAgent(rule="greedy", k=1 if adaptation == "expected" else 3, law=adaptation == "expected")
     env.step(agent.act(obs))
     used = base.state.in_use if adaptation != "expected" else base.state.weight > 0

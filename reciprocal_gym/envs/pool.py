@@ -9,7 +9,7 @@ supply the label source (:meth:`PoolVectorEnv._labels_for`) and their docstrings
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -106,11 +106,11 @@ class PoolConfig:
             raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class PoolState:
     """The state of B pool learners (tensors with the learner dimension first): the reciprocal state (theta and
     the adaptive training set), each learner's split of the dataset, and the labeled-only fit the gains are measured
-    against. The env replaces its fields as it steps; a checkpoint is this object. ``theta``, ``weight``, ``label``,
+    against. Immutable: a step returns a new one; a checkpoint is this object. ``theta``, ``weight``, ``label``,
     ``in_use``, ``age`` and ``step`` read through to ``reciprocal``."""
 
     reciprocal: ReciprocalState
@@ -139,11 +139,36 @@ class PoolState:
     age = property(lambda self: self.reciprocal.age)
     step = property(lambda self: self.reciprocal.step)
 
+    def replace(self, **changes: Any) -> PoolState:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolView:
+    """What follows from a pool state and is kept between steps to save work (the workspace): never saved, rebuilt
+    from the state after a restore (:meth:`PoolVectorEnv._view`)."""
+
+    labeled_X: Tensor
+    """(B, n_labeled, p) the labeled rows' standardized features with the intercept."""
+    labeled_onehot: Tensor
+    """(B, n_labeled, C) their one-hot labels."""
+    eval_rows: Tensor
+    """(B, n_pool + n_val + n_test) the pool, validation and test row ids in one index."""
+    pool_probs: Tensor
+    """(B, n_pool, C) the predicted probabilities at theta."""
+    candidates: Tensor
+    """(B, n_pool, C + 3) float32 candidate features (probabilities, margin, entropy, in-use flag)."""
+    metrics: dict[str, Tensor]
+    """``val_log_likelihood``, ``val_accuracy``, ``test_accuracy`` (B,) at theta."""
+
 
 class PoolVectorEnv(BatchedVectorEnv):
     """Base of the pool environments; see :class:`reciprocal_gym.envs.SelfTrainVectorEnv` for the full contract.
 
-    Subclasses set ``config_class`` and implement :meth:`_labels_for`.
+    A subclass declares ``config_class`` and :meth:`compose` (its :class:`~reciprocal_gym.envs.pool_parts.PoolParts`).
+    The env holds ``state`` (a :class:`PoolState`) and ``view`` (a :class:`PoolView`); the stages of a step are
+    functions of a state (and its view) that return new ones: ``decode -> label -> _adapt -> _refit -> _predict ->
+    reward -> ends``, and the shell assigns the results once (:meth:`_step_rows`).
     """
 
     config_class: type[PoolConfig] = PoolConfig
@@ -186,21 +211,10 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._expected_rate = self.learner_setting("expected_rate")
         self.parts: PoolParts = self.compose()
         self._build_spaces()
-        B, dev, dt = self.num_envs, self.device, self.dtype
         # the dataset once on the device; each learner holds row numbers and standardization statistics
-        self._base_X = torch.as_tensor(self.dataset.X, dtype=dt, device=dev)
-        sizes = {part: getattr(self.sizes, f"n_{part}") for part in PARTS}
+        self._base_X = torch.as_tensor(self.dataset.X, dtype=self.dtype, device=self.device)
         self.state = self._empty_state()
-        # workspace (rebuilt from the state, never saved): features and one-hot labels of the labeled rows, the
-        # learners' pool / validation / test rows in one index, the predictions and metrics of the current theta
-        self._labeled_X = torch.zeros(B, sizes["labeled"], self.n_features, dtype=dt, device=dev)
-        self._labeled_onehot = torch.zeros(B, sizes["labeled"], self.n_classes, dtype=dt, device=dev)
-        self._eval_rows = torch.zeros(B, sizes["pool"] + sizes["val"] + sizes["test"], dtype=torch.int64, device=dev)
-        self._pool_probs = torch.zeros(B, self.n_pool, self.n_classes, dtype=dt, device=dev)
-        self._candidates = torch.zeros(B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev)
-        self._metrics = {
-            key: torch.zeros(B, dtype=dt, device=dev) for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")
-        }
+        self.view = self._view(self.state)
 
     def _empty_state(self) -> PoolState:
         B, dev, dt = self.num_envs, self.device, self.dtype
@@ -219,13 +233,13 @@ class PoolVectorEnv(BatchedVectorEnv):
                           if isinstance(self.parts.selection, StreamSelection) else None),
         )
 
-    def _rebuild_workspace(self) -> None:
-        st = self.state
+    def _view(self, state: PoolState) -> PoolView:
+        """The whole workspace of ``state``, computed afresh."""
         every = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self._eval_rows = torch.cat([st.rows["pool"], st.rows["val"], st.rows["test"]], dim=1)
-        self._labeled_X = self._features(st.rows["labeled"])
-        self._labeled_onehot = torch.nn.functional.one_hot(st.labels["labeled"], self.n_classes).to(self.dtype)
-        self._update_predictions(every)
+        return self._predict(state, self._split_view(state, every, None), every)
+
+    def _rebuild_workspace(self) -> None:
+        self.view = self._view(self.state)
 
     def _check_state(self, state: PoolState) -> None:
         n_rows, C = self.dataset.n_samples, self.n_classes
@@ -267,35 +281,40 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
+        state = self.state
         # draw the splits on the CPU, then copy them to the device in one transfer per field
         splits = [
             self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
             for rng in rngs.values()
         ]
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
-        st = self.state
-        for part in PARTS if splits else ():
-            st.rows[part][learners] = torch.as_tensor(np.stack([sp.rows[part] for sp in splits]), device=self.device)
-            st.labels[part][learners] = torch.as_tensor(np.stack([sp.y[part] for sp in splits]), device=self.device)
-        for field, target in (("mean", self.state.mean), ("scale", self.state.scale)) if splits else ():
-            values = np.stack([getattr(sp, field) for sp in splits])
-            target[learners] = torch.as_tensor(values, dtype=self.dtype, device=self.device)
-        self._eval_rows = torch.cat([self.state.rows["pool"], self.state.rows["val"], self.state.rows["test"]], dim=1)
-        self._labeled_X = torch.where(rows.view(-1, 1, 1), self._features(self.state.rows["labeled"]), self._labeled_X)
-        self._labeled_onehot = torch.nn.functional.one_hot(self.state.labels["labeled"], self.n_classes).to(self.dtype)
+        if splits:
+            def put(old: Tensor, values: np.ndarray) -> Tensor:
+                return old.index_put((learners,), torch.as_tensor(values, dtype=old.dtype, device=self.device))
+
+            state = state.replace(
+                rows={part: put(state.rows[part], np.stack([sp.rows[part] for sp in splits])) for part in PARTS},
+                labels={part: put(state.labels[part], np.stack([sp.y[part] for sp in splits])) for part in PARTS},
+                mean=put(state.mean, np.stack([sp.mean for sp in splits])),
+                scale=put(state.scale, np.stack([sp.scale for sp in splits])),
+            )
         empty = ReciprocalState.empty(self.num_envs, self.n_pool, self.n_classes, self.n_params, self.dtype,
                                       self.device)
-        self.state.reciprocal = self.state.reciprocal.where(rows, empty)
-        fit, label_stats = self._refit(rows)
-        self._update_predictions(rows)
-        accuracy = torch.stack([self._metrics["val_accuracy"], self._metrics["test_accuracy"]], 1)
-        self.state.baseline_theta = torch.where(rows.view(-1, 1), self.state.theta, self.state.baseline_theta)
-        self.state.baseline_accuracy = torch.where(rows.view(-1, 1), accuracy, self.state.baseline_accuracy)
+        state = state.replace(reciprocal=state.reciprocal.where(rows, empty))
+        view = self._split_view(state, rows, self.view)
+        state, fit, label_stats = self._refit(state, view, rows)
+        view = self._predict(state, view, rows)
+        accuracy = torch.stack([view.metrics["val_accuracy"], view.metrics["test_accuracy"]], 1)
+        state = state.replace(
+            baseline_theta=torch.where(rows.view(-1, 1), state.theta, state.baseline_theta),
+            baseline_accuracy=torch.where(rows.view(-1, 1), accuracy, state.baseline_accuracy),
+        )
         zero = torch.zeros(self.num_envs, dtype=self.dtype, device=self.device)
-        values = self._step_info(fit, zero, torch.zeros_like(rows), label_stats)
-        values.update(self.parts.labels.reset(self, rows, learners, rngs))  # draws after the splits
-        self.parts.selection.reset(self, learners, rngs)
-        return values
+        values = self._step_info(state, view, fit, zero, torch.zeros_like(rows), label_stats)
+        state, label_values = self.parts.labels.reset(self, state, rows, learners, rngs)  # draws after the splits
+        state = self.parts.selection.reset(self, state, learners, rngs)
+        self.state, self.view = state, view
+        return {**values, **label_values}
 
     # ----- the reciprocal step ----------------------------------------------------------------------------------
     def compose(self) -> PoolParts:
@@ -303,36 +322,36 @@ class PoolVectorEnv(BatchedVectorEnv):
         raise NotImplementedError
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """select -> label -> adapt -> refit -> reward -> end, for learners ``rows``; every learner in ``rows`` counts
-        a step, those whose action is forbidden or who skip keep their training set and model."""
+        """select -> label -> adapt -> refit -> predict -> reward -> end, for learners ``rows``; every learner in
+        ``rows`` counts a step, those whose action is forbidden or who skip keep their training set and model. Each
+        stage takes the state (and its view) and returns new ones; they are assigned to the env at the end."""
         cfg, parts = self.config, self.parts
-        choice = parts.selection.decode(self, actions, rows)
+        state, view = self.state, self.view
+        choice = parts.selection.decode(self, state, actions, rows)
         if cfg.invalid_action == "raise" and bool(choice.invalid.any()):
             raise_masked(choice.invalid)
-        state = self.state.reciprocal
-        labels = parts.labels.labels(self, None if cfg.adaptation == "expected" else choice.selection)
-        moved = self._adapt(state, choice, labels)
+        labels = parts.labels.labels(self, state, view, None if cfg.adaptation == "expected" else choice.selection)
+        before = state.reciprocal
+        moved = self._adapt(before, choice, labels)
         moved = moved.replace(step=moved.step + 1)
         update = choice.update
-        if bool(update.all()):  # the usual case: every learner adapts
-            self.state.reciprocal = moved
-        else:
-            counted = state.replace(step=state.step + 1)
-            self.state.reciprocal = state.where(rows & ~update, counted).where(update, moved)
-        before = dict(self._metrics)
-        fit, label_stats = self._refit(update)
-        self._update_predictions(update)
-        theta_change = (self.state.theta - state.theta).norm(dim=1)
-        bought, label_info = parts.labels.charge(self, choice)
-        reward = parts.reward(before, self._metrics, theta_change, choice, bought)
+        if not bool(update.all()):  # a learner that does not update still counts the step
+            counted = before.replace(step=before.step + 1)
+            moved = before.where(rows & ~update, counted).where(update, moved)
+        new, fit, label_stats = self._refit(state.replace(reciprocal=moved), view, update)
+        new_view = self._predict(new, view, update)
+        theta_change = (new.theta - before.theta).norm(dim=1)
+        new, bought, label_info = parts.labels.charge(self, new, choice)
+        reward = parts.reward(view.metrics, new_view.metrics, theta_change, choice, bought)
         ended = torch.zeros_like(rows)
         for end in (*parts.ends, parts.labels.ended, parts.selection.ended):
-            flag = end(self)
+            flag = end(self, new)
             if flag is not None:
                 ended = ended | flag
         terminated = rows & ended
-        truncated = rows & ~terminated & (self.state.step >= cfg.max_steps)
-        info = self._step_info(fit, theta_change, choice.invalid, label_stats)
+        truncated = rows & ~terminated & (new.step >= cfg.max_steps)
+        info = self._step_info(new, new_view, fit, theta_change, choice.invalid, label_stats)
+        self.state, self.view = new, new_view
         return reward, terminated, truncated, {**info, **label_info}
 
     def _adapt(self, state: ReciprocalState, choice: Selected, labels: Tensor) -> ReciprocalState:
@@ -349,63 +368,82 @@ class PoolVectorEnv(BatchedVectorEnv):
         return adapt.expected(state, selection, labels, float(self.k), self._expected_rate)
 
     # ----- ERM and predictions --------------------------------------------------------------------------------
-    def _training_atoms(self, idx: Tensor) -> tuple[RowAtoms, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
+    def _split_view(self, state: PoolState, rows: Tensor, previous: PoolView | None) -> PoolView:
+        """The view's split part (labeled features and labels, the evaluation rows) for learners ``rows`` of
+        ``state``; the rest, and the predictions, from ``previous``."""
+        st = state
+        labeled_X = self._features(st, st.rows["labeled"])
+        if previous is not None and not bool(rows.all()):
+            labeled_X = torch.where(rows.view(-1, 1, 1), labeled_X, previous.labeled_X)
+        B, dt, dev = self.num_envs, self.dtype, self.device
+        return PoolView(
+            labeled_X=labeled_X,
+            labeled_onehot=torch.nn.functional.one_hot(st.labels["labeled"], self.n_classes).to(dt),
+            eval_rows=torch.cat([st.rows["pool"], st.rows["val"], st.rows["test"]], dim=1),
+            pool_probs=previous.pool_probs if previous is not None else torch.zeros(
+                B, self.n_pool, self.n_classes, dtype=dt, device=dev),
+            candidates=previous.candidates if previous is not None else torch.zeros(
+                B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev),
+            metrics=previous.metrics if previous is not None else {
+                key: torch.zeros(B, dtype=dt, device=dev)
+                for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")},
+        )
+
+    def _training_atoms(self, state: PoolState, view: PoolView, idx: Tensor
+                        ) -> tuple[RowAtoms, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
         largest count among ``idx``), so a fit costs O(training-set size), not O(pool size). With the compiled
         backend, every learner's in one pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`), which
         also returns the pool mass in use and its mislabeled part (else None)."""
-        state = self.state.reciprocal
+        r = state.reciprocal
         rows = idx.unsqueeze(1)
         every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
         n_labeled = self.sizes.n_labeled
         if self.config.adaptation == "expected":
-            pool_rows = self.state.rows["pool"][idx]
-            weight, label = state.weight[idx], state.label[idx]
+            pool_rows = state.rows["pool"][idx]
+            weight, label = r.weight[idx], r.label[idx]
         elif every and self.backend.gather:
             rows_all, w, Q, mass, wrong = gather_training_atoms(
-                state.in_use, state.weight, state.label, self.state.labels["pool"], self.state.rows["pool"],
-                self.state.rows["labeled"], self._labeled_onehot)
-            return RowAtoms(self._base_X, rows_all, self.state.mean, self.state.scale), w, Q, (mass, wrong)
+                r.in_use, r.weight, r.label, state.labels["pool"], state.rows["pool"], state.rows["labeled"],
+                view.labeled_onehot)
+            return RowAtoms(self._base_X, rows_all, state.mean, state.scale), w, Q, (mass, wrong)
         else:
-            in_use = state.in_use[idx]
+            in_use = r.in_use[idx]
             count = in_use.sum(1)
             fewest, m = (int(v) for v in torch.aminmax(count)) if len(idx) else (0, 0)
             if fewest == m:  # the usual case, every learner uses as many atoms: their indices row by row
                 order = torch.nonzero(in_use)[:, 1].view(len(idx), m)
-                weight = state.weight[rows, order]
+                weight = r.weight[rows, order]
             else:
                 slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
                 order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
                 order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
                 order = order[:, :m]
                 filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
-                weight = torch.where(filled, state.weight[rows, order], 0.0)
-            pool_rows = self.state.rows["pool"][rows, order]
-            label = state.label[rows, order]
+                weight = torch.where(filled, r.weight[rows, order], 0.0)
+            pool_rows = state.rows["pool"][rows, order]
+            label = r.label[rows, order]
         # labeled rows then pool atoms, as rows of the dataset standardized per learner: the CPU solver builds each
         # learner's atoms as it fits it, other solvers materialize them
-        labeled = self.state.rows["labeled"] if every else self.state.rows["labeled"][idx]
-        mean, scale = (self.state.mean, self.state.scale) if every else (self.state.mean[idx], self.state.scale[idx])
+        labeled = state.rows["labeled"] if every else state.rows["labeled"][idx]
+        mean, scale = (state.mean, state.scale) if every else (state.mean[idx], state.scale[idx])
         X = RowAtoms(self._base_X, torch.cat([labeled, pool_rows], dim=1), mean, scale)
         ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
-        Q = torch.cat([self._labeled_onehot if every else self._labeled_onehot[idx], label], dim=1)
+        Q = torch.cat([view.labeled_onehot if every else view.labeled_onehot[idx], label], dim=1)
         return X, w, Q, None
 
-    def _features(self, rows: Tensor, learners: Tensor | None = None) -> Tensor:
-        """Standardized features with intercept for dataset rows ``rows`` (b, n) of learners ``learners``."""
-        if learners is None or len(learners) == self.num_envs:
-            mean, scale = self.state.mean, self.state.scale
-        else:
-            mean, scale = self.state.mean[learners], self.state.scale[learners]
-        return RowAtoms(self._base_X, rows, mean, scale).materialize()
+    def _features(self, state: PoolState, rows: Tensor) -> Tensor:
+        """Standardized features with intercept for dataset rows ``rows`` (B, n) of every learner."""
+        return RowAtoms(self._base_X, rows, state.mean, state.scale).materialize()
 
-    def _refit(self, rows: Tensor) -> tuple[dict[str, Tensor], tuple[Tensor, Tensor] | None]:
-        """Refit learners ``rows`` warm-started from their current theta; returns per-learner fit reports (for the
-        others: 0 iterations, gradient norm 0, converged, gamma = lam) and the training sets' pseudo-label statistics
-        when the gather made them (see :meth:`_training_atoms`)."""
+    def _refit(self, state: PoolState, view: PoolView, rows: Tensor
+               ) -> tuple[PoolState, dict[str, Tensor], tuple[Tensor, Tensor] | None]:
+        """``state`` with learners ``rows`` refitted, warm-started from their current theta; the per-learner fit
+        reports (for the others: 0 iterations, gradient norm 0, converged, gamma = lam) and the training sets'
+        pseudo-label statistics when the gather made them (see :meth:`_training_atoms`)."""
         cfg = self.config
         B = self.num_envs
         idx = torch.nonzero(rows).squeeze(1)
@@ -413,20 +451,19 @@ class PoolVectorEnv(BatchedVectorEnv):
         fitted: dict[str, Tensor] = {}
         label_stats = None
         if len(idx):
-            X, w, Q, label_stats = self._training_atoms(idx)
+            X, w, Q, label_stats = self._training_atoms(state, view, idx)
             lam = self._lam if every or not isinstance(self._lam, Tensor) else self._lam[idx]
-            fit = fit_ridge_logistic(X, w, Q, lam, theta0=self.state.theta if every else self.state.theta[idx],
-                                     backend=self.backend.fit,
-                                     tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
+            fit = fit_ridge_logistic(X, w, Q, lam, theta0=state.theta if every else state.theta[idx],
+                                     backend=self.backend.fit, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
                                      compute_gamma=cfg.report_gamma)
-            theta = fit.theta if every else self.state.theta.index_copy(0, idx, fit.theta)
-            self.state.reciprocal = self.state.reciprocal.replace(theta=theta)
+            theta = fit.theta if every else state.theta.index_copy(0, idx, fit.theta)
+            state = state.replace(reciprocal=state.reciprocal.replace(theta=theta))
             fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm,
                       "fit_converged": fit.converged}
             if cfg.report_gamma:
                 fitted["gamma"] = fit.gamma
         if every:
-            return fitted, label_stats
+            return state, fitted, label_stats
         report = {
             "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
             "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
@@ -436,11 +473,12 @@ class PoolVectorEnv(BatchedVectorEnv):
             lam = self._lam if isinstance(self._lam, Tensor) else torch.full((B,), self._lam, dtype=torch.float64,
                                                                               device=self.device)
             report["gamma"] = lam.to(self.dtype)
-        return {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
-                for key, value in report.items()}, label_stats
+        return state, {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
+                       for key, value in report.items()}, label_stats
 
-    def _update_predictions(self, rows: Tensor) -> None:
-        """Recompute pool probabilities, candidate features and validation / test metrics for learners ``rows``.
+    def _predict(self, state: PoolState, view: PoolView, rows: Tensor) -> PoolView:
+        """``view`` with the predictions of learners ``rows`` recomputed from ``state``: pool probabilities,
+        candidate features and validation / test metrics.
 
         One matrix product gives every learner's logits on every dataset row (the standardization is folded into
         the parameters); the learners' pool, validation and test rows are then read from it. With the compiled backend
@@ -449,21 +487,20 @@ class PoolVectorEnv(BatchedVectorEnv):
         parameters and get the same values again); otherwise torch ops."""
         C = self.n_classes
         if self.backend.predict:
-            weights, bias = folded_parameters(self.state.theta, self.state.mean, self.state.scale)
-            self._pool_probs, self._candidates, metrics = binary_pool_pass(
-                self._base_X, weights, bias, self._eval_rows, self.n_pool, self.state.labels["val"],
-                self.state.labels["test"], self.state.in_use)
-            self._metrics.update(metrics)
-            return
-        logits = standardized_logits(self._base_X, self.state.theta, self.state.mean, self.state.scale, C)
+            weights, bias = folded_parameters(state.theta, state.mean, state.scale)
+            pool_probs, candidates, metrics = binary_pool_pass(
+                self._base_X, weights, bias, view.eval_rows, self.n_pool, state.labels["val"], state.labels["test"],
+                state.in_use)
+            return replace(view, pool_probs=pool_probs, candidates=candidates, metrics={**view.metrics, **metrics})
+        logits = standardized_logits(self._base_X, state.theta, state.mean, state.scale, C)
         if C == 2:
-            logits = logits.gather(1, self._eval_rows)
+            logits = logits.gather(1, view.eval_rows)
         else:
-            logits = logits.gather(1, self._eval_rows.unsqueeze(-1).expand(-1, -1, C))
+            logits = logits.gather(1, view.eval_rows.unsqueeze(-1).expand(-1, -1, C))
         n_pool, n_val = self.n_pool, self.sizes.n_val
         pool = probs_from_logits(logits[:, :n_pool], C)
         val_z, test_z = logits[:, n_pool : n_pool + n_val], logits[:, n_pool + n_val :]
-        y_val, y_test = self.state.labels["val"], self.state.labels["test"]
+        y_val, y_test = state.labels["val"], state.labels["test"]
         if C == 2:  # log p(y | x) = logsigmoid(+-z); the prediction is the sign of z
             val_ll = torch.nn.functional.logsigmoid(torch.where(y_val == 1, val_z, -val_z))
             val_hit = (val_z > 0) == (y_val == 1)
@@ -477,40 +514,38 @@ class PoolVectorEnv(BatchedVectorEnv):
             "val_accuracy": val_hit.to(self.dtype).mean(1),
             "test_accuracy": test_hit.to(self.dtype).mean(1),
         }
-        candidates = self._candidate_features(pool, self.state.in_use)
+        candidates = self._candidate_features(pool, state.in_use)
         if bool(rows.all()):
-            self._pool_probs, self._candidates = pool, candidates
-            self._metrics.update(metrics)
-            return
-        self._pool_probs = torch.where(rows.view(-1, 1, 1), pool, self._pool_probs)
-        self._candidates = torch.where(rows.view(-1, 1, 1), candidates, self._candidates)
-        for key, value in metrics.items():
-            self._metrics[key] = torch.where(rows, value, self._metrics[key])
+            return replace(view, pool_probs=pool, candidates=candidates, metrics=metrics)
+        return replace(
+            view,
+            pool_probs=torch.where(rows.view(-1, 1, 1), pool, view.pool_probs),
+            candidates=torch.where(rows.view(-1, 1, 1), candidates, view.candidates),
+            metrics={key: torch.where(rows, value, view.metrics[key]) for key, value in metrics.items()},
+        )
 
     # ----- outputs --------------------------------------------------------------------------------------------
-    def _train_size(self) -> Tensor:
-        return self.sizes.n_labeled + self.state.weight.sum(1)
-
-    def _step_info(self, fit: dict[str, Tensor], theta_change: Tensor, invalid: Tensor,
-                   label_stats: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
+    def _step_info(self, state: PoolState, view: PoolView, fit: dict[str, Tensor], theta_change: Tensor,
+                   invalid: Tensor, label_stats: tuple[Tensor, Tensor] | None = None) -> dict[str, Tensor]:
         """The per-learner info; ``label_stats``: the pool mass in use and its mislabeled part, if the compiled
         gather of this very training set made them."""
-        state = self.state.reciprocal
+        r = state.reciprocal
         if label_stats is not None:
             mass, wrong = label_stats
         else:
-            mass = state.weight.sum(1)
-            true_label_prob = state.label.gather(2, self.state.labels["pool"].unsqueeze(-1)).squeeze(-1)
-            wrong = (state.weight * (1.0 - true_label_prob)).sum(1)
+            mass = r.weight.sum(1)
+            true_label_prob = r.label.gather(2, state.labels["pool"].unsqueeze(-1)).squeeze(-1)
+            wrong = (r.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
+        metrics = view.metrics
         return {
-            **self._metrics,
+            **metrics,
             "theta_change": theta_change,
             "train_size": self.sizes.n_labeled + mass,
             "pseudo_label_error": pseudo_error,
-            "val_accuracy_gain": self._metrics["val_accuracy"] - self.state.baseline_accuracy[:, 0],
-            "test_accuracy_gain": self._metrics["test_accuracy"] - self.state.baseline_accuracy[:, 1],
-            "theta_from_labeled_only": (state.theta - self.state.baseline_theta).norm(dim=1),
+            "val_accuracy_gain": metrics["val_accuracy"] - state.baseline_accuracy[:, 0],
+            "test_accuracy_gain": metrics["test_accuracy"] - state.baseline_accuracy[:, 1],
+            "theta_from_labeled_only": (r.theta - state.baseline_theta).norm(dim=1),
             **fit,
             "invalid_action": invalid,
         }
@@ -538,18 +573,21 @@ class PoolVectorEnv(BatchedVectorEnv):
         return out
 
     def _observe(self) -> dict[str, Tensor]:
+        return self._observation(self.state, self.view)
+
+    def _observation(self, state: PoolState, view: PoolView) -> dict[str, Tensor]:
         # the candidate features are made with the predictions: a learner's in-use flags change only when it adapts
         # or resets, and its predictions are then recomputed
-        candidates = self._candidates
-        mask = adapt.selectable(self.state.reciprocal, self.config.adaptation)
-        scalars = torch.stack([self.state.step.to(self.dtype), self._train_size(), mask.sum(1).to(self.dtype)], 1)
+        mask = adapt.selectable(state.reciprocal, self.config.adaptation)
+        train_size = self.sizes.n_labeled + state.weight.sum(1)
+        scalars = torch.stack([state.step.to(self.dtype), train_size, mask.sum(1).to(self.dtype)], 1)
         obs = {
-            "candidates": candidates,
+            "candidates": view.candidates,
             "action_mask": mask.to(torch.int8),
-            "theta": self.state.theta.float(),
+            "theta": state.theta.float(),
             "scalars": scalars.float(),
         }
-        return {**self.parts.selection.observe(self, obs), **self.parts.labels.observe(self)}
+        return {**self.parts.selection.observe(self, state, view, obs), **self.parts.labels.observe(self, state)}
 
     def parameters(self) -> Tensor:
         return self.state.theta
@@ -557,38 +595,39 @@ class PoolVectorEnv(BatchedVectorEnv):
     def perturb_parameters(self, delta: Tensor) -> None:
         """Add ``delta`` (B, P) to every learner's parameters and refresh the predictions (pool probabilities,
         metrics) they drive, without refitting: for probing the sample adaptation's sensitivity to theta."""
-        self.state.reciprocal = self.state.reciprocal.replace(theta=self.state.theta + delta.to(self.dtype))
-        self._update_predictions(torch.ones(self.num_envs, dtype=torch.bool, device=self.device))
+        state = self.state.replace(reciprocal=self.state.reciprocal.replace(theta=self.state.theta
+                                                                            + delta.to(self.dtype)))
+        self.state, self.view = state, self._predict(state, self.view, torch.ones_like(self._all_rows))
 
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
         upper reference of the leaderboard's score for self-training and active learning."""
-        cfg, B = self.config, self.num_envs
-        X = torch.cat([self._labeled_X, self._features(self.state.rows["pool"])], dim=1)
-        y = torch.cat([self.state.labels["labeled"], self.state.labels["pool"]], dim=1)
+        cfg, B, state = self.config, self.num_envs, self.state
+        X = torch.cat([self.view.labeled_X, self._features(state, state.rows["pool"])], dim=1)
+        y = torch.cat([state.labels["labeled"], state.labels["pool"]], dim=1)
         Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
         w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
         theta = fit_ridge_logistic(X, w, Q, self._lam, backend=self.backend.fit, tol=cfg.tol, max_iter=cfg.max_iter,
-                                   solver=cfg.solver,
-                                   compute_gamma=False).theta
-        logits = standardized_logits(self._base_X, theta, self.state.mean, self.state.scale, self.n_classes)
-        rows = self.state.rows["test"]
+                                   solver=cfg.solver, compute_gamma=False).theta
+        logits = standardized_logits(self._base_X, theta, state.mean, state.scale, self.n_classes)
+        rows = state.rows["test"]
         if self.n_classes == 2:
-            hit = (logits.gather(1, rows) > 0) == (self.state.labels["test"] == 1)
+            hit = (logits.gather(1, rows) > 0) == (state.labels["test"] == 1)
         else:
             z = logits.gather(1, rows.unsqueeze(-1).expand(-1, -1, self.n_classes))
-            hit = z.argmax(-1) == self.state.labels["test"]
+            hit = z.argmax(-1) == state.labels["test"]
         return hit.to(self.dtype).mean(1)
 
     def training_measure(self, with_features: bool = True) -> tuple[Tensor | None, Tensor, Tensor]:
         """Labeled rows (mass 1 each) and pool atoms (mass = weight, label = attached label), normalized; features
         are the learner's standardized features (no intercept)."""
+        state, view = self.state, self.view
         x = None
         if with_features:
-            x = torch.cat([self._labeled_X[..., :-1], self._features(self.state.rows["pool"])[..., :-1]], dim=1)
-        y = torch.cat([self._labeled_onehot, self.state.label], dim=1)
+            x = torch.cat([view.labeled_X[..., :-1], self._features(state, state.rows["pool"])[..., :-1]], dim=1)
+        y = torch.cat([view.labeled_onehot, state.label], dim=1)
         ones = torch.ones(self.num_envs, self.sizes.n_labeled, dtype=self.dtype, device=self.device)
-        mass = torch.cat([ones, self.state.weight], dim=1)
+        mass = torch.cat([ones, state.weight], dim=1)
         return x, y, mass / mass.sum(1, keepdim=True)
 
     def score_reference(self, metric: str) -> np.ndarray:
@@ -601,9 +640,9 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def sample_actions(self, rng: np.random.Generator) -> Tensor:
         """Valid actions: k distinct selectable pool points per learner (the selection's own sampler)."""
-        return self.parts.selection.sample(self, rng)
+        return self.parts.selection.sample(self, self.state, rng)
 
     def action_masks(self) -> Tensor:
         """Bool masks of the allowed actions as sb3-contrib's maskable algorithms expect: (B, n_pool) selectable
         points, (B, k * n_pool) for k > 1 (see the env's selection)."""
-        return self.parts.selection.masks(self)
+        return self.parts.selection.masks(self, self.state)

@@ -13,13 +13,14 @@ end`` and takes every env-specific decision from a :class:`PoolParts`:
 - **ends**: the conditions that terminate an episode (:func:`pool_exhausted`, the oracle's budget, the stream's end).
 
 So an env is a declaration (see ``self_train.py``, ``active_learn.py``, ``stream_active_learn.py``). The parts keep
-no state of their own: what they need across steps lives in the env's :class:`~reciprocal_gym.envs.pool.PoolState`
-(``oracle``, ``stream_order``).
+no state of their own and change nothing: they take the learners' :class:`~reciprocal_gym.envs.pool.PoolState` (and
+its :class:`~reciprocal_gym.envs.pool.PoolView` of predictions) and return values or a new state; what they need
+across steps lives in the state (``oracle``, ``stream_order``). ``env`` is passed for the static parameters.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -33,7 +34,7 @@ from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.base import action_tensor, pick_allowed
 
 if TYPE_CHECKING:
-    from reciprocal_gym.envs.pool import PoolVectorEnv
+    from reciprocal_gym.envs.pool import PoolState, PoolVectorEnv, PoolView
 
 
 @dataclass(frozen=True)
@@ -54,14 +55,19 @@ class Selected:
 
 # ----- selections -------------------------------------------------------------------------------------------------
 class Selection(Protocol):
+    """How actions select pool points. ``env`` gives the static parameters (sizes, config); every method that
+    depends on the learners takes their ``state`` and returns new values without changing anything."""
+
     def action_space(self, env: PoolVectorEnv) -> spaces.Space: ...
     def observation(self, env: PoolVectorEnv, base: dict[str, spaces.Space]) -> dict[str, spaces.Space]: ...
-    def reset(self, env: PoolVectorEnv, learners: Tensor, rngs: dict[int, np.random.Generator]) -> None: ...
-    def decode(self, env: PoolVectorEnv, actions: Any, rows: Tensor) -> Selected: ...
-    def observe(self, env: PoolVectorEnv, obs: dict[str, Tensor]) -> dict[str, Tensor]: ...
-    def masks(self, env: PoolVectorEnv) -> Tensor: ...
-    def sample(self, env: PoolVectorEnv, rng: np.random.Generator) -> Tensor: ...
-    def ended(self, env: PoolVectorEnv) -> Tensor | None: ...
+    def reset(self, env: PoolVectorEnv, state: PoolState, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> PoolState: ...
+    def decode(self, env: PoolVectorEnv, state: PoolState, actions: Any, rows: Tensor) -> Selected: ...
+    def observe(self, env: PoolVectorEnv, state: PoolState, view: PoolView,
+                obs: dict[str, Tensor]) -> dict[str, Tensor]: ...
+    def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor: ...
+    def sample(self, env: PoolVectorEnv, state: PoolState, rng: np.random.Generator) -> Tensor: ...
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor | None: ...
 
 
 class IndexSelection:
@@ -79,10 +85,11 @@ class IndexSelection:
     def observation(self, env: PoolVectorEnv, base: dict[str, spaces.Space]) -> dict[str, spaces.Space]:
         return base
 
-    def reset(self, env: PoolVectorEnv, learners: Tensor, rngs: dict[int, np.random.Generator]) -> None:
-        pass
+    def reset(self, env: PoolVectorEnv, state: PoolState, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> PoolState:
+        return state
 
-    def decode(self, env: PoolVectorEnv, actions: Any, rows: Tensor) -> Selected:
+    def decode(self, env: PoolVectorEnv, state: PoolState, actions: Any, rows: Tensor) -> Selected:
         """Check actions against the action space (errors) and the mask (validity per learner)."""
         B, n, k = env.num_envs, env.n_pool, env.k
         a = action_tensor(actions, env.device)
@@ -101,7 +108,7 @@ class IndexSelection:
             law = a / torch.where(total > 0, total, 1.0)
             return Selected(law, rows, torch.zeros_like(rows), k)
         a = self._indices(a, B, k, n, "one pool index" if k == 1 else f"{k} pool indices")
-        allowed = adapt.selectable(env.state.reciprocal, env.config.adaptation).gather(1, a).all(1)
+        allowed = adapt.selectable(state.reciprocal, env.config.adaptation).gather(1, a).all(1)
         if k > 1:
             allowed = allowed & _distinct(a)
         valid = allowed | ~rows
@@ -119,25 +126,26 @@ class IndexSelection:
                              f"[{int(a.min())}, {int(a.max())}]")
         return a
 
-    def observe(self, env: PoolVectorEnv, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def observe(self, env: PoolVectorEnv, state: PoolState, view: PoolView,
+                obs: dict[str, Tensor]) -> dict[str, Tensor]:
         return obs
 
-    def masks(self, env: PoolVectorEnv) -> Tensor:
+    def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """(B, n_pool) selectable points; (B, k * n_pool) for k > 1, as sb3-contrib expects for MultiDiscrete."""
-        mask = adapt.selectable(env.state.reciprocal, env.config.adaptation)
+        mask = adapt.selectable(state.reciprocal, env.config.adaptation)
         if env.config.adaptation != "expected" and env.k > 1:
             mask = mask.repeat(1, env.k)
         return mask
 
-    def sample(self, env: PoolVectorEnv, rng: np.random.Generator) -> Tensor:
+    def sample(self, env: PoolVectorEnv, state: PoolState, rng: np.random.Generator) -> Tensor:
         if env.config.adaptation == "expected":
             return torch.as_tensor(rng.uniform(0.01, 1.0, (env.num_envs, env.n_pool)), dtype=torch.float32,
                                    device=env.device)
-        mask = adapt.selectable(env.state.reciprocal, env.config.adaptation).cpu().numpy()
+        mask = adapt.selectable(state.reciprocal, env.config.adaptation).cpu().numpy()
         picks = torch.as_tensor(pick_allowed(rng, mask, env.k), device=env.device)
         return picks[:, 0] if env.k == 1 else picks
 
-    def ended(self, env: PoolVectorEnv) -> Tensor | None:
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor | None:
         return None
 
 
@@ -149,7 +157,7 @@ class ChosenEviction(IndexSelection):
     def action_space(self, env: PoolVectorEnv) -> spaces.Space:
         return spaces.MultiDiscrete(np.full(2 * env.k, env.n_pool, dtype=np.int64))
 
-    def decode(self, env: PoolVectorEnv, actions: Any, rows: Tensor) -> Selected:
+    def decode(self, env: PoolVectorEnv, state: PoolState, actions: Any, rows: Tensor) -> Selected:
         B, k, n = env.num_envs, env.k, env.n_pool
         a = action_tensor(actions, env.device)
         if tuple(a.shape) != (B, 2 * k) or a.is_floating_point() or a.dtype == torch.bool:
@@ -159,8 +167,8 @@ class ChosenEviction(IndexSelection):
         if bool(((a < 0) | (a >= n)).any()):
             raise ValueError(f"action indices must be in [0, {n}) (n_pool={n})")
         add, leave = a[:, :k], a[:, k:]
-        in_use = env.state.in_use
-        allowed = adapt.selectable(env.state.reciprocal, "swap").gather(1, add).all(1)
+        in_use = state.in_use
+        allowed = adapt.selectable(state.reciprocal, "swap").gather(1, add).all(1)
         if k > 1:
             allowed = allowed & _distinct(add)
         if env.config.invalid_action == "raise" and bool((rows & ~allowed).any()):
@@ -176,17 +184,17 @@ class ChosenEviction(IndexSelection):
         valid = (allowed & good_leave) | ~rows
         return Selected(add, rows & valid, rows & ~valid, k, evict=leave)
 
-    def masks(self, env: PoolVectorEnv) -> Tensor:
+    def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """The query mask, then for each removal slot the points that may leave (once the buffer is full: those in
         it)."""
-        mask = super().masks(env)
-        full = (env.state.in_use.sum(1) + env.k > env.buffer_size).unsqueeze(1)
-        leave = env.state.in_use | ~full
+        mask = super().masks(env, state)
+        full = (state.in_use.sum(1) + env.k > env.buffer_size).unsqueeze(1)
+        leave = state.in_use | ~full
         return torch.cat([mask, leave.repeat(1, env.k)], dim=1)
 
-    def sample(self, env: PoolVectorEnv, rng: np.random.Generator) -> Tensor:
-        queries = super().sample(env, rng).view(env.num_envs, env.k)
-        in_use = env.state.in_use.cpu().numpy()
+    def sample(self, env: PoolVectorEnv, state: PoolState, rng: np.random.Generator) -> Tensor:
+        queries = super().sample(env, state, rng).view(env.num_envs, env.k)
+        in_use = state.in_use.cpu().numpy()
         full = in_use.sum(1, keepdims=True) + env.k > env.buffer_size
         leave = torch.as_tensor(pick_allowed(rng, in_use | ~full, env.k), device=env.device)
         return torch.cat([queries, leave], dim=1)
@@ -204,52 +212,58 @@ class StreamSelection:
         out = {"candidate": spaces.Box(0.0, base["candidates"].high[0], (C + 3,), np.float32)}
         return {**out, **{key: value for key, value in base.items() if key not in ("candidates", "action_mask")}}
 
-    def reset(self, env: PoolVectorEnv, learners: Tensor, rngs: dict[int, np.random.Generator]) -> None:
-        if len(learners):
-            orders = np.stack([rng.permutation(env.n_pool) for rng in rngs.values()])
-            env.state.stream_order[learners] = torch.as_tensor(orders, device=env.device)
+    def reset(self, env: PoolVectorEnv, state: PoolState, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> PoolState:
+        if not len(learners):
+            return state
+        orders = torch.as_tensor(np.stack([rng.permutation(env.n_pool) for rng in rngs.values()]), device=env.device)
+        return state.replace(stream_order=state.stream_order.index_put((learners,), orders))
 
-    def arriving(self, env: PoolVectorEnv) -> Tensor:
+    def arriving(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """(B, 1) the pool index of each learner's arriving point."""
-        position = env.state.step.clamp_max(env.n_pool - 1).unsqueeze(1)
-        return env.state.stream_order.gather(1, position)
+        position = state.step.clamp_max(env.n_pool - 1).unsqueeze(1)
+        return state.stream_order.gather(1, position)
 
-    def decode(self, env: PoolVectorEnv, actions: Any, rows: Tensor) -> Selected:
+    def decode(self, env: PoolVectorEnv, state: PoolState, actions: Any, rows: Tensor) -> Selected:
         a = action_tensor(actions, env.device)
         if tuple(a.shape) != (env.num_envs,) or a.is_floating_point() or bool(((a != 0) & (a != 1)).any()):
             raise ValueError(f"action must be an integer array of shape ({env.num_envs},) with values 0 (skip) or 1 "
                              f"(query), got dtype {a.dtype}, shape {tuple(a.shape)}")
-        selection = self.arriving(env)
-        query = rows & (a == 1) & ~env.state.in_use.gather(1, selection).squeeze(1)
+        selection = self.arriving(env, state)
+        query = rows & (a == 1) & ~state.in_use.gather(1, selection).squeeze(1)
         return Selected(selection, query, torch.zeros_like(rows), 1)
 
-    def observe(self, env: PoolVectorEnv, obs: dict[str, Tensor]) -> dict[str, Tensor]:
-        arriving = self.arriving(env)
-        probs = env._pool_probs.gather(1, arriving.unsqueeze(-1).expand(-1, -1, env.n_classes)).squeeze(1)
-        in_use = env.state.in_use.gather(1, arriving).squeeze(1)
+    def observe(self, env: PoolVectorEnv, state: PoolState, view: PoolView,
+                obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        arriving = self.arriving(env, state)
+        probs = view.pool_probs.gather(1, arriving.unsqueeze(-1).expand(-1, -1, env.n_classes)).squeeze(1)
+        in_use = state.in_use.gather(1, arriving).squeeze(1)
         out = {"candidate": env._candidate_features(probs, in_use)}
         return {**out, **{key: value for key, value in obs.items() if key not in ("candidates", "action_mask")}}
 
-    def masks(self, env: PoolVectorEnv) -> Tensor:
+    def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         return torch.ones(env.num_envs, 2, dtype=torch.bool, device=env.device)
 
-    def sample(self, env: PoolVectorEnv, rng: np.random.Generator) -> Tensor:
+    def sample(self, env: PoolVectorEnv, state: PoolState, rng: np.random.Generator) -> Tensor:
         return torch.as_tensor(rng.integers(0, 2, env.num_envs), device=env.device)
 
-    def ended(self, env: PoolVectorEnv) -> Tensor:
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """The stream has delivered every pool point."""
-        return env.state.step >= env.n_pool
+        return state.step >= env.n_pool
 
 
 # ----- label sources ----------------------------------------------------------------------------------------------
 class LabelSource(Protocol):
+    """Who labels the selected points; like :class:`Selection`, pure in the learners' state."""
+
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]: ...
-    def reset(self, env: PoolVectorEnv, rows: Tensor, learners: Tensor,
-              rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]: ...
-    def labels(self, env: PoolVectorEnv, selection: Tensor | None) -> Tensor: ...
-    def charge(self, env: PoolVectorEnv, choice: Selected) -> tuple[Tensor, dict[str, Tensor]]: ...
-    def observe(self, env: PoolVectorEnv) -> dict[str, Tensor]: ...
-    def ended(self, env: PoolVectorEnv) -> Tensor | None: ...
+    def reset(self, env: PoolVectorEnv, state: PoolState, rows: Tensor, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> tuple[PoolState, dict[str, Tensor]]: ...
+    def labels(self, env: PoolVectorEnv, state: PoolState, view: PoolView, selection: Tensor | None) -> Tensor: ...
+    def charge(self, env: PoolVectorEnv, state: PoolState,
+               choice: Selected) -> tuple[PoolState, Tensor, dict[str, Tensor]]: ...
+    def observe(self, env: PoolVectorEnv, state: PoolState) -> dict[str, Tensor]: ...
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor | None: ...
 
 
 @dataclass(frozen=True)
@@ -264,28 +278,29 @@ class ModelLabels:
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
         return {}
 
-    def reset(self, env: PoolVectorEnv, rows: Tensor, learners: Tensor,
-              rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
-        return {}
+    def reset(self, env: PoolVectorEnv, state: PoolState, rows: Tensor, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> tuple[PoolState, dict[str, Tensor]]:
+        return state, {}
 
-    def labels(self, env: PoolVectorEnv, selection: Tensor | None) -> Tensor:
+    def labels(self, env: PoolVectorEnv, state: PoolState, view: PoolView, selection: Tensor | None) -> Tensor:
         """(B, k, C) labels of the selected points, or (B, n_pool, C) of every pool point (expected mode)."""
-        probs = env._pool_probs
+        probs = view.pool_probs
         if selection is not None:  # only the selected atoms need labels
             probs = probs.gather(1, selection.unsqueeze(-1).expand(-1, -1, env.n_classes))
         return adapt.pseudo_labels(probs, self.mode, self.temperature)
 
-    def charge(self, env: PoolVectorEnv, choice: Selected) -> tuple[Tensor, dict[str, Tensor]]:
-        return torch.zeros(env.num_envs, dtype=env.dtype, device=env.device), {}
+    def charge(self, env: PoolVectorEnv, state: PoolState,
+               choice: Selected) -> tuple[PoolState, Tensor, dict[str, Tensor]]:
+        return state, torch.zeros(env.num_envs, dtype=env.dtype, device=env.device), {}
 
-    def observe(self, env: PoolVectorEnv) -> dict[str, Tensor]:
+    def observe(self, env: PoolVectorEnv, state: PoolState) -> dict[str, Tensor]:
         return {}
 
-    def ended(self, env: PoolVectorEnv) -> Tensor | None:
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor | None:
         return None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class OracleState:
     """The oracle's part of a pool state."""
 
@@ -321,56 +336,59 @@ class Oracle:
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
         return {"labels": spaces.Box(0.0, float(self.budget), (2,), np.float32)}
 
-    def reset(self, env: PoolVectorEnv, rows: Tensor, learners: Tensor,
-              rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
-        oracle = env.state.oracle
+    def reset(self, env: PoolVectorEnv, state: PoolState, rows: Tensor, learners: Tensor,
+              rngs: dict[int, np.random.Generator]) -> tuple[PoolState, dict[str, Tensor]]:
+        oracle = state.oracle
+        keys, answers = oracle.keys, oracle.answers
         if len(learners):
-            keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
-                                   dtype=torch.int32, device=env.device)
-            oracle.keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 10),
-                                                 crandom.stream_key(keys[:, 1], 11)], dim=1)
-            oracle.answers[learners] = self._noisy_labels(env, learners)
-        oracle.labels_spent = torch.where(rows, 0.0, oracle.labels_spent)
-        return {"labels_spent": oracle.labels_spent, "queried": torch.zeros_like(oracle.labels_spent)}
+            drawn = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
+                                    dtype=torch.int32, device=env.device)
+            keys = keys.index_put((learners,), torch.stack([crandom.stream_key(drawn[:, 0], 10),
+                                                            crandom.stream_key(drawn[:, 1], 11)], dim=1))
+            answers = answers.index_put((learners,), self._noisy_labels(env, state, keys, learners))
+        spent = torch.where(rows, 0.0, oracle.labels_spent)
+        state = state.replace(oracle=OracleState(keys=keys, answers=answers, labels_spent=spent))
+        return state, {"labels_spent": spent, "queried": torch.zeros_like(spent)}
 
-    def _noisy_labels(self, env: PoolVectorEnv, learners: Tensor) -> Tensor:
-        """The oracle's answer for every pool point of ``learners``."""
-        y = env.state.labels["pool"][learners]
+    def _noisy_labels(self, env: PoolVectorEnv, state: PoolState, keys: Tensor, learners: Tensor) -> Tensor:
+        """The oracle's answer for every pool point of ``learners`` whose noise keys are ``keys``."""
+        y = state.labels["pool"][learners]
         eps, C = self.noise, env.n_classes
         if isinstance(eps, Tensor):
             eps = eps[learners].double().unsqueeze(1)
         elif eps == 0:
             return y
         index = torch.arange(env.n_pool, device=env.device).unsqueeze(0)
-        keys = env.state.oracle.keys[learners]
+        keys = keys[learners]
         flip = crandom.uniform(keys[:, :1], index, torch.float64) < eps
         shift = 1 + (crandom.uniform(keys[:, 1:], index, torch.float64) * (C - 1)).long().clamp_max(C - 2)
         return torch.where(flip, (y + shift) % C, y)
 
-    def labels(self, env: PoolVectorEnv, selection: Tensor | None) -> Tensor:
+    def labels(self, env: PoolVectorEnv, state: PoolState, view: PoolView, selection: Tensor | None) -> Tensor:
         """One-hot answers of the queried points; in expected mode the answer distribution of every pool point,
         ``(1 - noise) * onehot(y) + noise / (C - 1)`` on the other classes."""
         C, dt = env.n_classes, env.dtype
         if selection is None:
-            onehot = torch.nn.functional.one_hot(env.state.labels["pool"], C).to(dt)
+            onehot = torch.nn.functional.one_hot(state.labels["pool"], C).to(dt)
             keep, spread = (adapt.per_learner(c, onehot) for c in (1.0 - self.noise, self.noise / (C - 1)))
             return keep * onehot + spread * (1.0 - onehot)
-        return torch.nn.functional.one_hot(env.state.oracle.answers.gather(1, selection), C).to(dt)
+        return torch.nn.functional.one_hot(state.oracle.answers.gather(1, selection), C).to(dt)
 
-    def charge(self, env: PoolVectorEnv, choice: Selected) -> tuple[Tensor, dict[str, Tensor]]:
+    def charge(self, env: PoolVectorEnv, state: PoolState,
+               choice: Selected) -> tuple[PoolState, Tensor, dict[str, Tensor]]:
         """Labels bought this step (``choice.labels`` per updating learner), added to the labels spent."""
-        oracle = env.state.oracle
         bought = torch.where(choice.update, float(choice.labels), 0.0).to(env.dtype)
-        oracle.labels_spent = oracle.labels_spent + bought
-        return bought, {"labels_spent": oracle.labels_spent, "queried": bought}
+        spent = state.oracle.labels_spent + bought
+        state = state.replace(oracle=replace(state.oracle, labels_spent=spent))
+        return state, bought, {"labels_spent": spent, "queried": bought}
 
-    def observe(self, env: PoolVectorEnv) -> dict[str, Tensor]:
-        spent = env.state.oracle.labels_spent
+    def observe(self, env: PoolVectorEnv, state: PoolState) -> dict[str, Tensor]:
+        spent = state.oracle.labels_spent
         return {"labels": torch.stack([spent, self.budget - spent], 1).float()}
 
-    def ended(self, env: PoolVectorEnv) -> Tensor:
+    def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """The budget cannot pay for another query."""
-        return env.state.oracle.labels_spent + env.k > self.budget
+        return state.oracle.labels_spent + env.k > self.budget
 
 
 # ----- rewards and ends -------------------------------------------------------------------------------------------
@@ -403,9 +421,9 @@ class ValidationReward:
         return reward - adapt.per_learner(cost, bought) * bought if isinstance(cost, Tensor) or cost else reward
 
 
-def pool_exhausted(env: PoolVectorEnv) -> Tensor:
+def pool_exhausted(env: PoolVectorEnv, state: PoolState) -> Tensor:
     """Fewer than k points are selectable (add mode uses the pool up)."""
-    return adapt.selectable(env.state.reciprocal, env.config.adaptation).sum(1) < env.k
+    return adapt.selectable(state.reciprocal, env.config.adaptation).sum(1) < env.k
 
 
 @dataclass(frozen=True)
