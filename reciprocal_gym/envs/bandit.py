@@ -66,10 +66,10 @@ class BanditConfig:
                 raise ValueError("means of Bernoulli arms must lie in [0, 1]")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BanditState:
-    """The state of B bandit learners (tensors with the learner dimension first). The env replaces its fields
-    each step (the compiled step writes new arrays); a checkpoint is this object."""
+    """The state of B bandit learners (tensors with the learner dimension first). Immutable: a reset and a step
+    build a new one, which the env assigns at the end; a checkpoint is this object."""
 
     means: Tensor
     """(B, K) the arms' means in the current episode."""
@@ -238,22 +238,25 @@ class BanditVectorEnv(BatchedVectorEnv):
                     means.append(rng.random(K))
                 else:
                     means.append(cfg.prior_mean + cfg.prior_std * rng.standard_normal(K))
+        st = self.state
+        key_all, means_all = st.key, st.means
         if len(learners):
             key = torch.as_tensor(keys, dtype=torch.int64, device=self.device)
-            self.state.key[learners] = crandom.stream_key(crandom.as_word(key).to(self.device), 0)
+            key_all = key_all.index_put((learners,), crandom.stream_key(crandom.as_word(key).to(self.device), 0))
             if self._fixed_means is None:
-                self.state.means[learners] = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
+                drawn = torch.as_tensor(np.stack(means), dtype=self.dtype, device=self.device)
             else:
                 fixed = self._fixed_means
-                self.state.means[learners] = fixed if fixed.dim() == 1 else fixed[learners]
+                drawn = fixed.expand(len(learners), -1) if fixed.dim() == 1 else fixed[learners]
+            means_all = means_all.index_put((learners,), drawn)
         self._uniforms.invalidate()
         keep = ~rows.unsqueeze(1)
-        self.state.history = self.state.history.cleared(rows)
-        for name in ("pulls", "theta"):
-            setattr(self.state, name, getattr(self.state, name) * keep)
-        self.state.steps = torch.where(rows, 0, self.state.steps)
-        self.state.cumulative_regret = torch.where(rows, 0.0, self.state.cumulative_regret)
-        self._best, self._best_arm = self.state.means.max(1)  # fixed for the episode
+        self.state = BanditState(
+            means=means_all, key=key_all, history=st.history.cleared(rows), pulls=st.pulls * keep,
+            theta=st.theta * keep, steps=torch.where(rows, 0, st.steps),
+            cumulative_regret=torch.where(rows, 0.0, st.cumulative_regret),
+        )
+        self._best, self._best_arm = means_all.max(1)  # fixed for the episode
         zero = torch.zeros_like(self.state.cumulative_regret)
         return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.state.steps, -1),
                 "best_arm": self._best_arm}
@@ -284,44 +287,46 @@ class BanditVectorEnv(BatchedVectorEnv):
             if out is not None:
                 return out
         a = self._check_actions(actions)
+        st = self.state
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
-            mu = (a * self.state.means).sum(1)
+            mu = (a * st.means).sum(1)
             reward = mu
-            added_n, added_s = a, a * self.state.means
+            added_n, added_s = a, a * st.means
             decay = (1.0 - 1.0 / cfg.window) if self.windowed else 1.0
             if live is not None:
                 added_n, added_s = added_n * live, added_s * live
                 decay = 1.0 - (1.0 - decay) * live
-            h = self.state.history
-            self.state.history = ArmHistory(h.counts * decay + added_n, h.sums * decay + added_s, None, None)
-            self.state.pulls = self.state.pulls + added_n
-            arm = torch.full_like(self.state.steps, -1)
+            h = st.history
+            history = ArmHistory(h.counts * decay + added_n, h.sums * decay + added_s, None, None)
+            pulls = st.pulls + added_n
+            arm = torch.full_like(st.steps, -1)
         else:
-            mu = self.state.means.gather(1, a.unsqueeze(1)).squeeze(1)
-            u = self._uniforms.next(self.state.key, self.state.steps, self.dtype)
+            mu = st.means.gather(1, a.unsqueeze(1)).squeeze(1)
+            u = self._uniforms.next(st.key, st.steps, self.dtype)
             if cfg.reward_dist == "bernoulli":
                 reward = (u < mu).to(self.dtype)
             else:
                 noise = torch.special.ndtri(u.double()).to(self.dtype)
                 reward = mu + cfg.noise_std * noise
-            self.state.history = self.state.history.record(self.state.steps, a, reward, None if every else rows)
+            history = st.history.record(st.steps, a, reward, None if every else rows)
             arm = a
             if self.windowed:
                 one = self._ones if every else rows.to(self.dtype).unsqueeze(1)
-                self.state.pulls = self.state.pulls.scatter_add(1, a.unsqueeze(1), one)
+                pulls = st.pulls.scatter_add(1, a.unsqueeze(1), one)
             else:  # the full history holds every pull
-                self.state.pulls = self.state.history.counts
-        self.state.theta = self.state.history.means(self._lam)
+                pulls = history.counts
         regret = self._best - mu
         if not every:
             reward = reward * rows
             regret = regret * rows
-            self.state.steps = self.state.steps + rows
+            steps = st.steps + rows
         else:
-            self.state.steps = self.state.steps + 1
-        self.state.cumulative_regret = self.state.cumulative_regret + regret
-        truncated = self.state.steps >= cfg.max_steps
+            steps = st.steps + 1
+        self.state = BanditState(means=st.means, key=st.key, history=history, pulls=pulls,
+                                 theta=history.means(self._lam), steps=steps,
+                                 cumulative_regret=st.cumulative_regret + regret)
+        truncated = steps >= cfg.max_steps
         if not every:
             truncated = truncated & rows
         terminated = torch.zeros_like(truncated)
@@ -336,8 +341,7 @@ class BanditVectorEnv(BatchedVectorEnv):
 
         Outputs are new arrays every step, made in numpy and shared with torch. At 256 learners a step's Python
         overhead is most of its cost, so the numpy views of the tensors the pass made (or reads) are kept for the next
-        step, valid while the env holds those same tensors; the arm means and stream keys, which a reset writes in
-        place, also while their memory is the same (a deep copy of the env has new memory)."""
+        step (a workspace), used only while the state holds those very tensors with the same memory."""
         B, K = self.num_envs, self.n_arms
         self._uniforms.invalidate()  # the kernel draws the uniforms itself (the same counter-based values)
         h = self.state.history
@@ -362,8 +366,8 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._compiled_cache = (counts_t, sums_t, cumulative_t, steps_t, st.means, self._best, st.key,
                             st.means.data_ptr(), st.key.data_ptr(),
                             (stats[0], stats[1], per_learner[2], steps_out, means, best, key))
-        st.history = ArmHistory(counts_t, sums_t, None, None)
-        st.pulls, st.theta, st.steps, st.cumulative_regret = counts_t, theta_t, steps_t, cumulative_t
+        self.state = BanditState(means=st.means, key=st.key, history=ArmHistory(counts_t, sums_t, None, None),
+                                 pulls=counts_t, theta=theta_t, steps=steps_t, cumulative_regret=cumulative_t)
         self._step_obs = (steps_t, torch.from_numpy(per_learner[3].reshape(B, 1)))
         info = {"regret": regret, "cumulative_regret": cumulative_t, "arm": a, "best_arm": self._best_arm}
         return reward, torch.from_numpy(np.zeros(B, dtype=np.bool_)), truncated_t, info

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,9 +64,10 @@ class ContextualBanditConfig:
                 raise ValueError("dataset=None needs X and y arrays (source='dataset')")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ContextualBanditState:
-    """The state of B contextual-bandit learners (tensors with the learner dimension first)."""
+    """The state of B contextual-bandit learners (tensors with the learner dimension first). Immutable: a reset and
+    a step build a new one (:meth:`ContextualBanditVectorEnv._draw_contexts`, ``_refresh`` return new states)."""
 
     gram: Tensor
     """(B, K, p, p) per-arm Gram matrices ``sum x x^T`` of the history in use."""
@@ -226,31 +227,32 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
     # ----- contexts -------------------------------------------------------------------------------------------
-    def _draw_contexts(self, rows: Tensor) -> None:
-        """The context of step ``steps`` for learners ``rows`` (counter-based, so batch-independent)."""
+    def _draw_contexts(self, state: ContextualBanditState, rows: Tensor) -> ContextualBanditState:
+        """``state`` with the context of step ``steps`` for learners ``rows`` (counter-based, so batch-independent)."""
         cfg, p = self.config, self.n_features
+        context_row = state.context_row
         if cfg.source == "dataset":
-            u = crandom.uniform(self.state.keys[:, 0], self.state.steps, torch.float64)
+            u = crandom.uniform(state.keys[:, 0], state.steps, torch.float64)
             row = (u * len(self._rows_y)).long().clamp_max(len(self._rows_y) - 1)
             x = self._rows_X[row]
-            self.state.context_row = torch.where(rows, row, self.state.context_row)
+            context_row = torch.where(rows, row, context_row)
         else:
             d = p - 1
-            counter = self.state.steps.unsqueeze(1) * d + torch.arange(d, device=self.device)
-            z = crandom.normal(self.state.keys[:, :1], counter, self.dtype)
+            counter = state.steps.unsqueeze(1) * d + torch.arange(d, device=self.device)
+            z = crandom.normal(state.keys[:, :1], counter, self.dtype)
             x = torch.cat([z, torch.ones_like(z[:, :1])], dim=1)
-        self.state.context = torch.where(rows.unsqueeze(1), x, self.state.context)
+        return replace(state, context=torch.where(rows.unsqueeze(1), x, state.context), context_row=context_row)
 
-    def _expected_rewards(self) -> Tensor:
+    def _expected_rewards(self, state: ContextualBanditState) -> Tensor:
         """(B, K) expected reward of each arm for the current context."""
         if self.config.source == "dataset":
-            classes = self._rows_y[self.state.context_row]
+            classes = self._rows_y[state.context_row]
             return torch.nn.functional.one_hot(classes, self.n_arms).to(self.dtype)
-        return torch.einsum("bkp,bp->bk", self.state.true_weights, self.state.context)
+        return torch.einsum("bkp,bp->bk", state.true_weights, state.context)
 
-    def _refresh(self) -> None:
-        """Ridge weights and confidence widths from the sufficient statistics (one Cholesky per arm)."""
-        A = self.state.gram + adapt_per_learner(self._lam, self.state.gram) * self._eye
+    def _refresh(self, state: ContextualBanditState) -> ContextualBanditState:
+        """``state`` with the ridge weights and confidence widths of its statistics (one Cholesky per arm)."""
+        A = state.gram + adapt_per_learner(self._lam, state.gram) * self._eye
         L, failed = torch.linalg.cholesky_ex(A)
         scale = 10.0 * torch.finfo(A.dtype).eps
         while bool(failed.any()) and scale < 1e-2:
@@ -262,35 +264,38 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
             scale *= 10.0
         if bool(failed.any()):
             raise FloatingPointError("the ridge systems stayed indefinite after jitter; use dtype=torch.float64")
-        self.state.theta = torch.cholesky_solve(self.state.moment.unsqueeze(-1), L).squeeze(-1)
-        x = self.state.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
-        self.state.widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)
+        theta = torch.cholesky_solve(state.moment.unsqueeze(-1), L).squeeze(-1)
+        x = state.context.unsqueeze(1).expand(-1, self.n_arms, -1).unsqueeze(-1)
+        widths = torch.linalg.solve_triangular(L, x, upper=False).squeeze(-1).norm(dim=-1)
+        return replace(state, theta=theta, widths=widths)
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
         cfg, K, p = self.config, self.n_arms, self.n_features
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        st = self.state
+        keys_all, true_weights = st.keys, st.true_weights
         if len(learners):
             keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
                                    dtype=torch.int32, device=self.device)
-            self.state.keys[learners] = torch.stack([crandom.stream_key(keys[:, 0], 0),
-                                                crandom.stream_key(keys[:, 1], 1)], dim=1)
+            keys_all = keys_all.index_put((learners,), torch.stack([crandom.stream_key(keys[:, 0], 0),
+                                                                   crandom.stream_key(keys[:, 1], 1)], dim=1))
             if cfg.source == "linear":
                 w = np.stack([rng.standard_normal((K, p - 1)) / np.sqrt(p - 1) for rng in rngs.values()])
                 weights = torch.zeros(len(learners), K, p, dtype=self.dtype, device=self.device)
                 weights[..., :-1] = torch.as_tensor(w, dtype=self.dtype, device=self.device)
-                self.state.true_weights[learners] = weights
+                true_weights = true_weights.index_put((learners,), weights)
         keep = ~rows
-        self.state.gram = self.state.gram * keep.view(-1, 1, 1, 1)
-        self.state.moment = self.state.moment * keep.view(-1, 1, 1)
-        self.state.counts = self.state.counts * keep.view(-1, 1)
-        if cfg.history == "window":
-            self.state.window_X = self.state.window_X * keep.view(-1, 1, 1)
-            self.state.window_reward = self.state.window_reward * keep.view(-1, 1)
-        self.state.steps = torch.where(rows, 0, self.state.steps)
-        self.state.cumulative_regret = torch.where(rows, 0.0, self.state.cumulative_regret)
-        self._draw_contexts(rows)
-        self._refresh()
+        windowed = cfg.history == "window"
+        st = replace(
+            st, keys=keys_all, true_weights=true_weights,
+            gram=st.gram * keep.view(-1, 1, 1, 1), moment=st.moment * keep.view(-1, 1, 1),
+            counts=st.counts * keep.view(-1, 1),
+            window_X=st.window_X * keep.view(-1, 1, 1) if windowed else st.window_X,
+            window_reward=st.window_reward * keep.view(-1, 1) if windowed else st.window_reward,
+            steps=torch.where(rows, 0, st.steps), cumulative_regret=torch.where(rows, 0.0, st.cumulative_regret),
+        )
+        self.state = self._refresh(self._draw_contexts(st, rows))
         zero = torch.zeros_like(self.state.cumulative_regret)
         return {"regret": zero, "cumulative_regret": zero, "arm": torch.full_like(self.state.steps, -1),
                 "best_arm": torch.full_like(self.state.steps, -1)}
@@ -302,48 +307,48 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
         a = self._check_actions(actions)
+        st = self.state
         live = rows.to(self.dtype)
-        expected = self._expected_rewards()
+        expected = self._expected_rewards(st)
         best, best_arm = expected.max(1)
         mu = expected.gather(1, a.unsqueeze(1)).squeeze(1)
         if cfg.source == "dataset":
             reward = mu
         else:
-            reward = mu + cfg.noise_std * crandom.normal(self.state.keys[:, 1], self.state.steps, self.dtype)
-        x = self.state.context
+            reward = mu + cfg.noise_std * crandom.normal(st.keys[:, 1], st.steps, self.dtype)
+        x = st.context
         onehot = torch.nn.functional.one_hot(a, self.n_arms).to(self.dtype) * live.unsqueeze(1)
         outer = x.unsqueeze(2) * x.unsqueeze(1)
-        gram = self.state.gram + onehot.view(-1, self.n_arms, 1, 1) * outer.unsqueeze(1)
-        moment = self.state.moment + onehot.unsqueeze(2) * (reward.unsqueeze(1) * x).unsqueeze(1)
-        counts = self.state.counts + onehot
+        gram = st.gram + onehot.view(-1, self.n_arms, 1, 1) * outer.unsqueeze(1)
+        moment = st.moment + onehot.unsqueeze(2) * (reward.unsqueeze(1) * x).unsqueeze(1)
+        counts = st.counts + onehot
+        window = {}
         if cfg.history == "window":
-            slot = (self.state.steps % cfg.window).unsqueeze(1)
-            leaving = ((self.state.steps >= cfg.window).to(self.dtype) * live).unsqueeze(1)
-            old_x = self.state.window_X.gather(1, slot.unsqueeze(2).expand(-1, -1, self.n_features)).squeeze(1)
-            old_arm = self.state.window_arm.gather(1, slot).squeeze(1)
-            old_reward = self.state.window_reward.gather(1, slot).squeeze(1)
+            slot = (st.steps % cfg.window).unsqueeze(1)
+            leaving = ((st.steps >= cfg.window).to(self.dtype) * live).unsqueeze(1)
+            old_x = st.window_X.gather(1, slot.unsqueeze(2).expand(-1, -1, self.n_features)).squeeze(1)
+            old_arm = st.window_arm.gather(1, slot).squeeze(1)
+            old_reward = st.window_reward.gather(1, slot).squeeze(1)
             old = torch.nn.functional.one_hot(old_arm, self.n_arms).to(self.dtype) * leaving
             gram = gram - old.view(-1, self.n_arms, 1, 1) * (old_x.unsqueeze(2) * old_x.unsqueeze(1)).unsqueeze(1)
             moment = moment - old.unsqueeze(2) * (old_reward.unsqueeze(1) * old_x).unsqueeze(1)
             counts = counts - old
             write = rows.unsqueeze(1)
-            self.state.window_X = self.state.window_X.scatter(
-                1, slot.unsqueeze(2).expand(-1, -1, self.n_features),
-                torch.where(write, x, old_x).unsqueeze(1))
-            self.state.window_arm = self.state.window_arm.scatter(1, slot, torch.where(rows, a, old_arm).unsqueeze(1))
-            self.state.window_reward = self.state.window_reward.scatter(
-                1, slot, torch.where(rows, reward, old_reward).unsqueeze(1))
+            window = {
+                "window_X": st.window_X.scatter(1, slot.unsqueeze(2).expand(-1, -1, self.n_features),
+                                                torch.where(write, x, old_x).unsqueeze(1)),
+                "window_arm": st.window_arm.scatter(1, slot, torch.where(rows, a, old_arm).unsqueeze(1)),
+                "window_reward": st.window_reward.scatter(1, slot, torch.where(rows, reward, old_reward).unsqueeze(1)),
+            }
             # an arm with no pulls left in the window holds exactly no statistics (no rounding residue)
             empty = (counts == 0).view(-1, self.n_arms, 1)
             gram = torch.where(empty.unsqueeze(-1), 0.0, gram)
             moment = torch.where(empty, 0.0, moment)
-        self.state.gram, self.state.moment, self.state.counts = gram, moment, counts
         regret = (best - mu) * live
         reward = reward * live
-        self.state.steps = self.state.steps + rows.long()
-        self.state.cumulative_regret = self.state.cumulative_regret + regret
-        self._draw_contexts(rows)
-        self._refresh()
+        st = replace(st, gram=gram, moment=moment, counts=counts, steps=st.steps + rows.long(),
+                     cumulative_regret=st.cumulative_regret + regret, **window)
+        self.state = self._refresh(self._draw_contexts(st, rows))
         truncated = rows & (self.state.steps >= cfg.max_steps)
         info = {"regret": regret, "cumulative_regret": self.state.cumulative_regret,
                 "arm": torch.where(rows, a, -1), "best_arm": torch.where(rows, best_arm, -1)}

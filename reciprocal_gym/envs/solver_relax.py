@@ -8,7 +8,7 @@ learner picks the relaxation parameter omega of successive over-relaxation for e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -64,9 +64,10 @@ class SolverRelaxConfig:
         return np.round(np.arange(1.0, 1.96, 0.05), 10) if self.omegas is None else real_array("omegas", self.omegas)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class SolverRelaxState:
-    """The state of B solver-tuning learners (tensors with the learner dimension first)."""
+    """The state of B solver-tuning learners (tensors with the learner dimension first). Immutable: a reset and a
+    step build a new one."""
 
     history: ArmHistory
     """The (omega index, sweeps) history in use."""
@@ -195,33 +196,35 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         half = 0.5 * self.state.log_anisotropy
         return torch.exp(half), torch.exp(-half), self.state.shift
 
-    def _draw_system(self, rows: Tensor, first: bool) -> None:
-        """The system of step ``steps`` for learners ``rows`` (counter-based draws: batch-independent)."""
+    def _draw_system(self, state: SolverRelaxState, rows: Tensor, first: bool) -> SolverRelaxState:
+        """``state`` with the system of step ``steps`` for learners ``rows`` (counter-based: batch-independent)."""
         cfg, m = self.config, self.config.grid
-        z = crandom.normal(self.state.keys[:, 0], self.state.steps, self.dtype)
+        z = crandom.normal(state.keys[:, 0], state.steps, self.dtype)
         if first:
             a = cfg.anisotropy_std * z
         else:
             rho = cfg.persistence
-            a = rho * self.state.log_anisotropy + math.sqrt(1.0 - rho * rho) * cfg.anisotropy_std * z
-        shift = cfg.shift_max * crandom.uniform(self.state.keys[:, 1], self.state.steps, self.dtype)
-        counter = self.state.steps.unsqueeze(1) * (m * m) + torch.arange(m * m, device=self.device)
-        b = crandom.normal(self.state.keys[:, 2:], counter, self.dtype).view(-1, m, m)
-        self.state.log_anisotropy = torch.where(rows, a, self.state.log_anisotropy)
-        self.state.shift = torch.where(rows, shift, self.state.shift)
-        self.state.b = torch.where(rows.view(-1, 1, 1), b, self.state.b)
+            a = rho * state.log_anisotropy + math.sqrt(1.0 - rho * rho) * cfg.anisotropy_std * z
+        shift = cfg.shift_max * crandom.uniform(state.keys[:, 1], state.steps, self.dtype)
+        counter = state.steps.unsqueeze(1) * (m * m) + torch.arange(m * m, device=self.device)
+        b = crandom.normal(state.keys[:, 2:], counter, self.dtype).view(-1, m, m)
+        return replace(state, log_anisotropy=torch.where(rows, a, state.log_anisotropy),
+                       shift=torch.where(rows, shift, state.shift), b=torch.where(rows.view(-1, 1, 1), b, state.b))
 
     # ----- episode start --------------------------------------------------------------------------------------
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
+        st = self.state
+        keys_all = st.keys
         if len(learners):
             keys = torch.as_tensor([[crandom.draw_key(rng) for _ in range(3)] for rng in rngs.values()],
                                    dtype=torch.int32, device=self.device)
-            self.state.keys[learners] = torch.stack([crandom.stream_key(keys[:, s], 20 + s) for s in range(3)], dim=1)
-        self.state.history = self.state.history.cleared(rows)
-        self.state.theta = self.state.history.means(self._lam)
-        self.state.steps = torch.where(rows, 0, self.state.steps)
-        self._draw_system(rows, first=True)
+            keys_all = keys_all.index_put((learners,), torch.stack([crandom.stream_key(keys[:, s], 20 + s)
+                                                                   for s in range(3)], dim=1))
+        history = st.history.cleared(rows)
+        st = replace(st, keys=keys_all, history=history, theta=history.means(self._lam),
+                     steps=torch.where(rows, 0, st.steps))
+        self.state = self._draw_system(st, rows, first=True)
         values = {
             "iterations": torch.zeros_like(self.state.steps),
             "converged": torch.ones_like(rows),
@@ -264,10 +267,10 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             info["best_iterations"] = best
             info["regret"] = iterations - best
         cost = iterations.to(self.dtype)
-        self.state.history = self.state.history.record(self.state.steps, a, cost, rows)
-        self.state.theta = self.state.history.means(self._lam)
-        self.state.steps = self.state.steps + rows.long()
-        self._draw_system(rows, first=False)
+        st = self.state
+        history = st.history.record(st.steps, a, cost, rows)
+        st = replace(st, history=history, theta=history.means(self._lam), steps=st.steps + rows.long())
+        self.state = self._draw_system(st, rows, first=False)
         reward = torch.where(rows, -cost, 0.0)
         truncated = rows & (self.state.steps >= cfg.max_steps)
         return reward, torch.zeros_like(truncated), truncated, info
