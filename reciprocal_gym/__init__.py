@@ -15,6 +15,7 @@ from reciprocal_gym.envs.contextual_bandit import register_contextual_bandit
 from reciprocal_gym.envs.self_train import register_self_train
 from reciprocal_gym.envs.solver_relax import register_solver_relax
 from reciprocal_gym.envs.stream_active_learn import register_stream_active_learn
+from reciprocal_gym.utils import threads as _threads  # noqa: F401  (forked children: one torch thread)
 
 __version__ = "0.1.0"
 

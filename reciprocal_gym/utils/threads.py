@@ -1,5 +1,12 @@
 """One process-wide thread pool for work that releases the GIL (compiled kernels, POT's solver), made again after
-a fork, and a helper that spreads independent per-learner work over it."""
+a fork, and a helper that spreads independent per-learner work over it.
+
+Forked children get one torch thread. A child forked from a process that has run torch's OpenMP thread team inherits
+a team it cannot use, and the next op that enters a parallel region (a Cholesky, say) hangs forever: Gymnasium's
+async vector env and TorchRL's ``ParallelEnv`` fork by default on Linux. With one torch thread the child never enters
+those regions. Set ``RECIPROCAL_GYM_KEEP_TORCH_THREADS_AFTER_FORK=1`` to keep the parent's count (at your own risk),
+or start workers with ``context="spawn"`` / ``"forkserver"``, which are not affected.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 _lock = threading.Lock()
+
+
+def _one_torch_thread_in_forked_child() -> None:
+    if os.environ.get("RECIPROCAL_GYM_KEEP_TORCH_THREADS_AFTER_FORK") == "1":
+        return
+    import torch
+
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_torch_thread_in_forked_child)
 
 
 def worker_pool() -> ThreadPoolExecutor:

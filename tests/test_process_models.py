@@ -1,0 +1,48 @@
+"""The envs in worker processes: Gymnasium's async vectorization with the default (fork) start method never hangs,
+even after the parent process ran torch work, and the ``reciprocal_gym:<id>`` form resolves in a process that never
+imported the package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import reciprocal_gym
+
+FORK_AFTER_TORCH_WORK = r"""
+import gymnasium as gym, numpy as np, torch, reciprocal_gym
+A = torch.randn(64, 64, dtype=torch.float64)
+A = A @ A.T + 64 * torch.eye(64, dtype=torch.float64)
+for _ in range(3):
+    torch.linalg.cholesky(A)  # the parent's OpenMP thread team is up
+for env_id in reciprocal_gym.ENV_IDS:
+    kwargs = {"dataset": "iris", "n_labeled": 6, "n_pool": 30} if "Learn" in env_id or "SelfTrain" in env_id else {}
+    single = gym.make(env_id, **kwargs)
+    single.reset(seed=0)
+    single.step(single.action_space.sample())  # the parent steps an env first
+    envs = gym.make_vec(env_id, 2, vectorization_mode="async", **kwargs)  # fork on Linux
+    envs.reset(seed=0)
+    for _ in range(3):
+        envs.step(envs.action_space.sample())
+    envs.close()
+    print("ok", env_id, flush=True)
+"""
+
+FRESH_WORKER = r"""
+import gymnasium as gym  # reciprocal_gym is never imported by this process
+env = gym.make("reciprocal_gym:Reciprocal-Bandit-v0")
+env.reset(seed=0)
+env.step(0)
+print("ok")
+"""
+
+
+def test_async_vectorization_after_torch_work_in_the_parent_never_hangs():
+    run = subprocess.run([sys.executable, "-c", FORK_AFTER_TORCH_WORK], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split().count("ok") == len(reciprocal_gym.ENV_IDS)
+
+
+def test_the_module_qualified_id_resolves_in_a_fresh_process():
+    run = subprocess.run([sys.executable, "-c", FRESH_WORKER], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
