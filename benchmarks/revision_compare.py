@@ -1,7 +1,9 @@
 """Step cost of this checkout against another one (e.g. the previous commit), side by side.
 
 The two checkouts run the same workloads in alternating subprocesses (``rounds`` times each, interleaved so both
-sample the same stretch of a drifting machine); the medians and their ratio are printed. Make the other checkout
+sample the same stretch of a drifting machine, the side that goes first alternating too); the medians and their
+ratio are printed. For a run under competing load, start busy processes first (e.g. two ``python -c "while True:
+pass"``). Make the other checkout
 with ``git worktree add /tmp/before <commit>``, then::
 
     python benchmarks/revision_compare.py --other /tmp/before [--rounds 5] [--out compare.json]
@@ -77,9 +79,14 @@ def main() -> None:
     print(f"{'workload':24s} {'this ms/step':>13s} {'other ms/step':>14s} {'this/other':>11s}")
     for name in names:
         mine, theirs = [], []
-        for _ in range(args.rounds):
-            mine.append(measure(here, WORKLOADS[name]))
-            theirs.append(measure(args.other, WORKLOADS[name]))
+        for r in range(args.rounds):  # ABBA: which side goes first alternates (the first one of a pair can be
+            # favoured or hurt by the machine's state, e.g. under competing load)
+            if r % 2 == 0:
+                mine.append(measure(here, WORKLOADS[name]))
+                theirs.append(measure(args.other, WORKLOADS[name]))
+            else:
+                theirs.append(measure(args.other, WORKLOADS[name]))
+                mine.append(measure(here, WORKLOADS[name]))
         a, b = float(np.median(mine)), float(np.median(theirs))
         results[name] = {"this_s": a, "other_s": b, "ratio": a / b}
         print(f"{name:24s} {a * 1e3:13.3f} {b * 1e3:14.3f} {a / b:11.3f}", flush=True)
