@@ -1,11 +1,15 @@
-"""The envs in worker processes: Gymnasium's async vectorization with the default (fork) start method never hangs,
-even after the parent process ran torch work, and the ``reciprocal_gym:<id>`` form resolves in a process that never
-imported the package."""
+"""The envs in other clients' hands: Gymnasium's async vectorization with the default (fork) start method never
+hangs, even after the parent process ran torch work; the ``reciprocal_gym:<id>`` form resolves in a process that
+never imported the package; TorchRL wraps the single and the batched envs without glue (optional extra ``torchrl``,
+skipped without it)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+
+import gymnasium as gym
+import pytest
 
 import reciprocal_gym
 
@@ -46,3 +50,22 @@ def test_async_vectorization_after_torch_work_in_the_parent_never_hangs():
 def test_the_module_qualified_id_resolves_in_a_fresh_process():
     run = subprocess.run([sys.executable, "-c", FRESH_WORKER], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]
+
+
+def _pool_kwargs(env_id):
+    return {"dataset": "iris", "n_labeled": 6, "n_pool": 30} if "Learn" in env_id or "SelfTrain" in env_id else {}
+
+
+@pytest.mark.parametrize("env_id", reciprocal_gym.ENV_IDS)
+def test_torchrl_wraps_the_batched_and_the_single_env(env_id):
+    libs = pytest.importorskip("torchrl.envs")
+    from torchrl.envs.utils import check_env_specs
+
+    for mode in ("disabled", "same_step"):  # TorchRL takes these two autoreset modes
+        batched = libs.GymWrapper(gym.make_vec(env_id, num_envs=3, vectorization_mode="vector_entry_point",
+                                               autoreset_mode=mode, **_pool_kwargs(env_id)))
+        check_env_specs(batched)
+        assert tuple(batched.rollout(4).batch_size) == (3, 4)
+    single = libs.GymEnv(env_id, **_pool_kwargs(env_id))
+    check_env_specs(single)
+    assert tuple(single.rollout(4).batch_size) == (4,)

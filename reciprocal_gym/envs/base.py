@@ -103,6 +103,14 @@ class BatchedVectorEnv(VectorEnv):
         elif kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         self._setup()
+        # the reward's dtype for clients that read a reward space (TorchRL's GymWrapper builds its reward spec from it)
+        reward_dtype = getattr(self, "dtype", torch.float32)
+        self.reward_space = gym.spaces.Box(-np.inf, np.inf, (), np.dtype(str(reward_dtype).removeprefix("torch.")))
+
+    @property
+    def autoreset_mode(self) -> AutoresetMode:
+        """The autoreset mode (also ``metadata["autoreset_mode"]``), as Gymnasium's own vector envs expose it."""
+        return self.metadata["autoreset_mode"]
 
     def _setup(self) -> None:
         """Build the env's tensors and spaces from ``self.config`` (called at the end of ``__init__``)."""
@@ -419,6 +427,7 @@ class SingleEnv(gym.Env):
         self.vector_env = self.vector_class(num_envs=1, device="cpu", autoreset_mode="disabled", **kwargs)
         self.observation_space = self.vector_env.single_observation_space
         self.action_space = self.vector_env.single_action_space
+        self.reward_space = self.vector_env.reward_space
         self.render_mode = None
 
     def reset(
