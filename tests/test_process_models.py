@@ -29,6 +29,20 @@ for env_id in reciprocal_gym.ENV_IDS:
     for _ in range(3):
         envs.step(envs.action_space.sample())
     envs.close()
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+    sb3 = SubprocVecEnv([lambda: gym.make(env_id, **kwargs)] * 2, start_method="fork")
+    sb3.reset()
+    for _ in range(3):
+        sb3.step(np.stack([sb3.action_space.sample() for _ in range(2)]))
+    sb3.close()
+    try:
+        from torchrl.envs import GymEnv
+    except ImportError:
+        GymEnv = None
+    if GymEnv is not None:  # TorchRL's own vectorization: Gymnasium's async env in its default (fork) mode
+        trl = GymEnv(env_id, num_envs=2, **kwargs)
+        trl.rollout(3)
+        trl.close()
     print("ok", env_id, flush=True)
 """
 
@@ -41,7 +55,9 @@ print("ok")
 """
 
 
-def test_async_vectorization_after_torch_work_in_the_parent_never_hangs():
+def test_forked_workers_after_torch_work_in_the_parent_never_hang():
+    """Gymnasium's async vector env, SB3's SubprocVecEnv with fork, and TorchRL's GymEnv(id, num_envs=2) (if
+    installed), on every id, after the parent ran a Cholesky and stepped an env."""
     run = subprocess.run([sys.executable, "-c", FORK_AFTER_TORCH_WORK], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split().count("ok") == len(reciprocal_gym.ENV_IDS)
