@@ -12,9 +12,13 @@ from reciprocal_gym.wrappers.diagnostics import (
     sliced_w1,
 )
 from reciprocal_gym.wrappers.observations import KeepKeys
+from reciprocal_gym.wrappers.torch_vector import FlattenObservation, NormalizeReward, RecordEpisodeStatistics
 
 __all__ = [
     "CriterionChoice",
+    "FlattenObservation",
+    "NormalizeReward",
+    "RecordEpisodeStatistics",
     "KeepKeys",
     "LinearScoring",
     "TemperatureControl",
