@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,22 @@ class Agent:
     def __init__(self, seed: int | None = None) -> None:
         self.generator = torch.Generator()
         self.reset(seed)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "act" in cls.__dict__:  # every act takes batched tensors: refuse numpy with a pointer to act_single
+            batched_act = cls.__dict__["act"]
+
+            @functools.wraps(batched_act)
+            def act(self: Agent, obs: Any) -> Any:
+                if isinstance(obs, dict) and any(isinstance(v, np.ndarray) for v in obs.values()):
+                    raise TypeError(
+                        f"{type(self).__name__}.act takes a vector env's batched observation as torch tensors; for "
+                        "a single env's numpy observation (gym.make) call act_single(obs), and convert a batched "
+                        "numpy observation with torch.as_tensor first")
+                return batched_act(self, obs)
+
+            cls.act = act
 
     def reset(self, seed: int | None = None) -> None:
         """Re-seed the agent's generator (a random seed when None)."""

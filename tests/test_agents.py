@@ -159,3 +159,21 @@ def test_linucb_scores_and_regret_on_the_contextual_bandit():
         obs, _, _, _, info = envs.step(agent.act(obs))
     # random play on 3 classes: regret about 2/3 per step; LinUCB learns the classes
     assert info["cumulative_regret"].mean().item() < 0.25 * 300
+
+
+@pytest.mark.parametrize(("env_id", "make_agent"), [
+    ("Reciprocal-SelfTrain-v0", lambda: SelectionAgent(rule="greedy", criterion="confidence")),
+    ("Reciprocal-ActiveLearn-v0", lambda: SelectionAgent(rule="softmax", criterion="uncertainty", tau=0.1, seed=0)),
+    ("Reciprocal-Bandit-v0", lambda: __import__("agents").UCB1Agent(seed=0)),
+    ("Reciprocal-Bandit-v0", lambda: __import__("agents").ThompsonAgent(seed=0)),
+    ("Reciprocal-ContextualBandit-v0", lambda: __import__("agents").LinUCBAgent()),
+])
+def test_a_single_envs_observation_goes_through_act_single_and_act_says_so(env_id, make_agent):
+    env = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    agent = make_agent()
+    action = agent.act_single(obs)
+    assert env.action_space.contains(action)
+    env.step(action)
+    with pytest.raises(TypeError, match="act_single"):
+        agent.act(obs)
