@@ -3,7 +3,9 @@
 A learner holds a labeled set, an unlabeled pool, validation and test rows of a dataset, and a ridge-logistic model.
 Each step the agent selects pool points, a label source labels them (the model itself for self-training, an oracle
 for active learning), the training set is updated by an adaptation rule, and the model is refitted. Subclasses
-supply the label source (:meth:`PoolVectorEnv._labels_for`) and their docstrings; everything else lives here once.
+declare their parts (:meth:`PoolVectorEnv.compose`: selection, label source, reward, ends; see
+:mod:`reciprocal_gym.envs.pool_parts`) and their docstrings; the state (:class:`PoolState`), its view of predictions
+(:class:`PoolView`) and the pure stages of a step live here once.
 """
 
 from __future__ import annotations
