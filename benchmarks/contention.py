@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ def main() -> None:
     parser.add_argument("--env", nargs="*", default=[], help="NAME=VALUE settings for the workload's environment")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    # a SIGTERM (e.g. from `timeout`) unwinds normally, so the busy processes and the workload are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     command = args.command or WORKLOADS[args.workload]
     env = {**os.environ, **dict(item.split("=", 1) for item in args.env)}
     rows = {"quiet": [], "loaded": []}
