@@ -53,6 +53,13 @@ def stream_key(key: Tensor, stream: int) -> Tensor:
     return hash32(key ^ hash32(torch.full_like(key, stream) + _GOLDEN))
 
 
+def draw_stream_keys(rngs: list[np.random.Generator], streams: list[int], device: torch.device) -> Tensor:
+    """(L, len(streams)) int32 stream keys for L learners: from each learner's generator one fresh key per stream,
+    drawn in order, each made the key of its stream (:func:`stream_key`)."""
+    raw = torch.as_tensor([[draw_key(rng) for _ in streams] for rng in rngs], dtype=torch.int32, device=device)
+    return torch.stack([stream_key(raw[:, i], s) for i, s in enumerate(streams)], dim=1)
+
+
 def uniform(skey: Tensor, counter: Tensor | int, dtype: torch.dtype = torch.float32) -> Tensor:
     """Uniforms in (0, 1) for stream keys ``skey`` (int32) and int ``counter`` values (broadcast together)."""
     if not isinstance(counter, Tensor):

@@ -276,10 +276,8 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         st = self.state
         keys_all, true_weights = st.keys, st.true_weights
         if len(learners):
-            keys = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
-                                   dtype=torch.int32, device=self.device)
-            keys_all = keys_all.index_put((learners,), torch.stack([crandom.stream_key(keys[:, 0], 0),
-                                                                   crandom.stream_key(keys[:, 1], 1)], dim=1))
+            keys_all = keys_all.index_put((learners,), crandom.draw_stream_keys(list(rngs.values()), [0, 1],
+                                                                                 self.device))
             if cfg.source == "linear":
                 w = np.stack([rng.standard_normal((K, p - 1)) / np.sqrt(p - 1) for rng in rngs.values()])
                 weights = torch.zeros(len(learners), K, p, dtype=self.dtype, device=self.device)

@@ -341,10 +341,7 @@ class Oracle:
         oracle = state.oracle
         keys, answers = oracle.keys, oracle.answers
         if len(learners):
-            drawn = torch.as_tensor([[crandom.draw_key(rng), crandom.draw_key(rng)] for rng in rngs.values()],
-                                    dtype=torch.int32, device=env.device)
-            keys = keys.index_put((learners,), torch.stack([crandom.stream_key(drawn[:, 0], 10),
-                                                            crandom.stream_key(drawn[:, 1], 11)], dim=1))
+            keys = keys.index_put((learners,), crandom.draw_stream_keys(list(rngs.values()), [10, 11], env.device))
             answers = answers.index_put((learners,), self._noisy_labels(env, state, keys, learners))
         spent = torch.where(rows, 0.0, oracle.labels_spent)
         state = state.replace(oracle=OracleState(keys=keys, answers=answers, labels_spent=spent))

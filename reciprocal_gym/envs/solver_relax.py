@@ -217,10 +217,8 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         st = self.state
         keys_all = st.keys
         if len(learners):
-            keys = torch.as_tensor([[crandom.draw_key(rng) for _ in range(3)] for rng in rngs.values()],
-                                   dtype=torch.int32, device=self.device)
-            keys_all = keys_all.index_put((learners,), torch.stack([crandom.stream_key(keys[:, s], 20 + s)
-                                                                   for s in range(3)], dim=1))
+            keys_all = keys_all.index_put((learners,), crandom.draw_stream_keys(list(rngs.values()), [20, 21, 22],
+                                                                                 self.device))
         history = st.history.cleared(rows)
         st = replace(st, keys=keys_all, history=history, theta=history.means(self._lam),
                      steps=torch.where(rows, 0, st.steps))
