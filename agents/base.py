@@ -28,13 +28,13 @@ class Agent:
             batched_act = cls.__dict__["act"]
 
             @functools.wraps(batched_act)
-            def act(self: Agent, obs: Any) -> Any:
+            def act(self: Agent, obs: Any, *args: Any, **kwargs: Any) -> Any:
                 if isinstance(obs, dict) and any(isinstance(v, np.ndarray) for v in obs.values()):
                     raise TypeError(
                         f"{type(self).__name__}.act takes a vector env's batched observation as torch tensors; for "
                         "a single env's numpy observation (gym.make) call act_single(obs), and convert a batched "
                         "numpy observation with torch.as_tensor first")
-                return batched_act(self, obs)
+                return batched_act(self, obs, *args, **kwargs)
 
             cls.act = act
 
@@ -45,12 +45,25 @@ class Agent:
         check_seed(seed)
         self.generator.manual_seed(int(seed))
 
+    needs_context = False
+    """Whether :meth:`act` needs the env's selection context (``act(obs, context=...)``)."""
+
     def act(self, obs: dict[str, Tensor]) -> Tensor:
         """One action per learner for a batched observation."""
         raise NotImplementedError
 
-    def act_single(self, obs: dict[str, Any]) -> Any:
-        """The action for a single env's (unbatched numpy) observation, as a numpy value."""
+    def act_in(self, env: Any, obs: dict[str, Tensor]) -> Tensor:
+        """:meth:`act` on a vector env's batched observation, with the env's selection context when the agent needs
+        it (fetched through any wrappers)."""
+        if not self.needs_context:
+            return self.act(obs)
+        from reciprocal_gym.envs.context import selection_context
+
+        return self.act(obs, context=selection_context(env))
+
+    def act_single(self, obs: dict[str, Any], context: Any = None) -> Any:
+        """The action for a single env's (unbatched numpy) observation, as a numpy value; ``context``: the single
+        env's selection context (B = 1), for agents that need one."""
         batched = {key: torch.as_tensor(np.asarray(value))[None] for key, value in obs.items()}
-        action = self.act(batched)[0].cpu().numpy()
+        action = (self.act(batched, context=context) if context is not None else self.act(batched))[0].cpu().numpy()
         return action.item() if action.ndim == 0 else action

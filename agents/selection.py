@@ -21,48 +21,86 @@ reciprocal-learning convergence theorem needs. In an env's ``expected`` mode the
 itself (``law=True``). Scores of +inf (e.g. the UCB index of an arm never pulled) are taken first: the law is
 uniform over them, the limit of every rule.
 
-Criteria: pool envs ``confidence``, ``margin``, ``entropy`` (self-training), ``uncertainty`` (active learning);
-``low_cost`` (minus the estimated mean cost, solver env), ``none`` (no preference, for the random rule);
-bandits ``mean`` (the estimated arm mean) and ``ucb`` (the UCB1 index). A criterion can be any function
-``obs -> scores`` (a tensor (B, n_choices)); pass it as ``criterion=``.
+Criteria: pool envs ``confidence``, ``margin``, ``entropy`` (self-training), ``uncertainty`` (active learning),
+computed in float64 from the observation's ``log_probs`` (so probabilities that round to 1 do not tie), and the
+look-ahead criteria ``ppp``, ``likelihood``, ``predictive_variance``, ``probability_score``
+(:mod:`agents.lookahead`; binary envs); ``low_cost`` (minus the estimated mean cost, solver env), ``none`` (no
+preference, for the random rule); bandits ``mean`` (the estimated arm mean) and ``ucb`` (the UCB1 index).
+
+A criterion can be any function ``obs -> scores`` (a tensor (B, n_choices)), or ``(obs, context) -> scores`` where
+``context`` is the env's :class:`~reciprocal_gym.SelectionContext` (pool features raw and standardized, dataset row
+ids, theta in both units, float64 logits and probabilities, the training and labeled sets); pass it as
+``criterion=``. An agent whose criterion takes the context acts with ``agent.act(obs, context=...)`` (or
+``agent.act_in(env, obs)``, which fetches it); :attr:`SelectionAgent.needs_context` says which.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from agents.base import Agent
+from agents.lookahead import LOOKAHEAD_CRITERIA
 from reciprocal_gym.arguments import Choice, Flag, Integer, Real
+from reciprocal_gym.envs.context import SelectionContext
 
 Criterion = Callable[[dict[str, Tensor]], Tensor]
+ContextCriterion = Callable[[dict[str, Tensor], SelectionContext], Tensor]
 
 
-def _probs(obs: dict[str, Tensor]) -> Tensor:
+def takes_context(criterion: Callable[..., Tensor]) -> bool:
+    """Whether a criterion is ``(obs, context) -> scores`` (two positional parameters, or one named ``context``)
+    rather than ``obs -> scores``."""
+    try:
+        signature = inspect.signature(criterion)
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in signature.parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    return len(positional) >= 2 or "context" in signature.parameters
+
+
+def _log_probs(obs: dict[str, Tensor]) -> Tensor:
+    """(B, N, C) float64 log predicted probabilities: the observation's ``log_probs`` (from the logits), or for an
+    observation without them the float32 ``candidates`` probabilities."""
+    if "log_probs" in obs:
+        return obs["log_probs"].to(torch.float64)
     n_classes = obs["candidates"].shape[-1] - 3
-    return obs["candidates"][..., :n_classes]
+    return obs["candidates"][..., :n_classes].to(torch.float64).log()
 
 
 def confidence(obs: dict[str, Tensor]) -> Tensor:
-    """Highest predicted class probability (self-training picks confident points)."""
-    return _probs(obs).max(-1).values
+    """Highest predicted class probability, as its log (self-training picks confident points). From the logits
+    in float64: points whose probabilities round to 1 still rank by their logits."""
+    return _log_probs(obs).max(-1).values
 
 
 def margin(obs: dict[str, Tensor]) -> Tensor:
-    """Top-1 minus top-2 probability (large = confident)."""
-    return obs["candidates"][..., -3]
+    """Top-1 minus top-2 probability (large = confident). Binary: ranked by the log-odds |log p1 - log p0|, which
+    orders points as the probability margin does and does not saturate; multinomial: the difference in float64."""
+    log_p = _log_probs(obs)
+    if log_p.shape[-1] == 2:
+        return (log_p[..., 1] - log_p[..., 0]).abs()
+    top2 = log_p.topk(2, dim=-1).values.exp()
+    return top2[..., 0] - top2[..., 1]
+
+
+def _entropy(obs: dict[str, Tensor]) -> Tensor:
+    log_p = _log_probs(obs)
+    return -(log_p.exp() * torch.where(torch.isfinite(log_p), log_p, 0.0)).sum(-1)
 
 
 def entropy(obs: dict[str, Tensor]) -> Tensor:
-    """Negative predictive entropy (large = confident)."""
-    return -obs["candidates"][..., -2]
+    """Negative predictive entropy in nats (large = confident), float64 from the log probabilities."""
+    return -_entropy(obs)
 
 
 def uncertainty(obs: dict[str, Tensor]) -> Tensor:
-    """Predictive entropy (large = uncertain; uncertainty sampling)."""
-    return obs["candidates"][..., -2]
+    """Predictive entropy in nats (large = uncertain; uncertainty sampling), float64."""
+    return _entropy(obs)
 
 
 def mean(obs: dict[str, Tensor]) -> Tensor:
@@ -89,7 +127,7 @@ def no_preference(obs: dict[str, Tensor]) -> Tensor:
     return torch.zeros(like.shape, dtype=torch.float64, device=like.device)
 
 
-CRITERIA: dict[str, Criterion] = {
+CRITERIA: dict[str, Criterion | ContextCriterion] = {
     "confidence": confidence,
     "margin": margin,
     "entropy": entropy,
@@ -98,6 +136,7 @@ CRITERIA: dict[str, Criterion] = {
     "ucb": ucb,
     "low_cost": low_cost,
     "none": no_preference,
+    **LOOKAHEAD_CRITERIA,
 }
 RULES = ("greedy", "epsilon", "softmax", "sparsemax", "random")
 
@@ -125,7 +164,8 @@ class SelectionAgent(Agent):
     """Select pool points by a rule applied to a criterion.
 
     Args:
-        criterion: a name in :data:`CRITERIA` or a function ``obs -> scores (B, n_pool)``.
+        criterion: a name in :data:`CRITERIA` or a function ``obs -> scores (B, n_pool)`` or
+            ``(obs, context) -> scores``.
         rule: one of :data:`RULES`.
         tau: temperature (> 0) of the rules ``softmax`` and ``sparsemax``.
         epsilon: exploration probability in [0, 1], rule ``epsilon``.
@@ -166,7 +206,18 @@ class SelectionAgent(Agent):
         for name, spec in self.ARGUMENTS.items():
             spec.check(name, values[name])
         self.criterion, self.rule, self.tau, self.epsilon, self.k, self.law = criterion, rule, tau, epsilon, k, law
+        self.needs_context = takes_context(criterion)
         super().__init__(seed)
+
+    def scores(self, obs: dict[str, Tensor], context: SelectionContext | None = None) -> Tensor:
+        """The criterion's scores (B, n_choices) for a batched observation (and the context, if it takes one)."""
+        if not self.needs_context:
+            return self.criterion(obs)
+        if context is None:
+            name = getattr(self.criterion, "__name__", "criterion")
+            raise ValueError(f"the criterion {name!r} takes the selection context: call agent.act(obs, "
+                             "context=reciprocal_gym.selection_context(env)) or agent.act_in(env, obs)")
+        return self.criterion(obs, context)
 
     @property
     def conditions(self) -> dict[str, object]:
@@ -176,9 +227,9 @@ class SelectionAgent(Agent):
         return {"randomized": self.rule != "greedy", "regularized": self.rule in ("softmax", "sparsemax"),
                 "lipschitz": lipschitz.get(self.rule, "no")}
 
-    def selection_law(self, obs: dict[str, Tensor]) -> Tensor:
+    def selection_law(self, obs: dict[str, Tensor], context: SelectionContext | None = None) -> Tensor:
         """(B, n_choices) probability of selecting each choice (for one draw)."""
-        scores = self.criterion(obs).to(torch.float64)
+        scores = self.scores(obs, context).to(torch.float64)
         return self.law_from_scores(scores, _mask(obs, scores))
 
     def law_from_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:
@@ -209,8 +260,8 @@ class SelectionAgent(Agent):
                 law = (1 - self.epsilon) * law + self.epsilon * uniform / uniform.sum(-1, keepdim=True)
         return law / law.sum(-1, keepdim=True)
 
-    def act(self, obs: dict[str, Tensor]) -> Tensor:
-        scores = self.criterion(obs)
+    def act(self, obs: dict[str, Tensor], context: SelectionContext | None = None) -> Tensor:
+        scores = self.scores(obs, context)
         return self.act_on_scores(scores, _mask(obs, scores))
 
     def act_on_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:

@@ -11,6 +11,7 @@ Importing the package registers the environments with Gymnasium::
 
 from reciprocal_gym.envs.active_learn import register_active_learn
 from reciprocal_gym.envs.bandit import register_bandit
+from reciprocal_gym.envs.context import SelectionContext, selection_context
 from reciprocal_gym.envs.contextual_bandit import register_contextual_bandit
 from reciprocal_gym.envs.self_train import register_self_train
 from reciprocal_gym.envs.solver_relax import register_solver_relax
@@ -41,4 +42,4 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["ENV_IDS", "__version__", "register_envs"]
+__all__ = ["ENV_IDS", "SelectionContext", "__version__", "register_envs", "selection_context"]

@@ -31,7 +31,8 @@ def test_flattened_observations_are_gymnasiums_flattening(env_id):
     flat = FlattenObservation(env)
     obs, _ = flat.reset(seed=0)
     raw = env.unwrapped._observe()
-    assert isinstance(obs, torch.Tensor) and obs.dtype == torch.float32 and obs.shape == flat.observation_space.shape
+    assert isinstance(obs, torch.Tensor) and obs.shape == flat.observation_space.shape
+    assert obs.dtype == (torch.float64 if flat.single_observation_space.dtype == np.float64 else torch.float32)
     for i in range(3):
         one = {k: v[i].numpy() for k, v in raw.items()}
         np.testing.assert_array_equal(obs[i].numpy(), gym.spaces.flatten(env.single_observation_space, one))

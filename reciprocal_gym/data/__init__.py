@@ -1,7 +1,15 @@
 """Datasets (bundled, synthetic, user arrays) and seeded per-learner splits."""
 
 from reciprocal_gym.data.datasets import BUNDLED, DATASETS, SYNTHETIC, Dataset, from_arrays, load_dataset
-from reciprocal_gym.data.splits import PARTS, Split, SplitSizes, make_split, resolve_sizes, split_from_arrays
+from reciprocal_gym.data.splits import (
+    PARTS,
+    STANDARDIZE,
+    Split,
+    SplitSizes,
+    make_split,
+    resolve_sizes,
+    split_from_arrays,
+)
 
 __all__ = [
     "BUNDLED",
@@ -13,6 +21,7 @@ __all__ = [
     "SplitSizes",
     "from_arrays",
     "load_dataset",
+    "STANDARDIZE",
     "make_split",
     "resolve_sizes",
     "split_from_arrays",

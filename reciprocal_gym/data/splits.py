@@ -1,8 +1,10 @@
 """Seeded splits into labeled set / unlabeled pool / validation / test, and standardization.
 
-Each learner draws its own split from its own seed. Features are standardized with the mean and standard deviation
-of the learner's non-test rows (labeled + pool + validation: all the inputs a practitioner sees before testing);
-a constant feature keeps scale 1. An intercept column of ones is appended last.
+Each learner draws its own split from its own seed. Features are standardized (``standardize``) with the mean and
+standard deviation of the learner's non-test rows (``"non_test"``, the default: labeled + pool + validation, all the
+inputs a practitioner sees before testing), of its labeled rows only (``"labeled"``), or not at all (``"none"``: mean
+0, scale 1, the raw features as R's ``glm`` and a plain scikit-learn ``LogisticRegression`` see them); a constant
+feature keeps scale 1. An intercept column of ones is appended last.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 from reciprocal_gym.data.datasets import Dataset, check_features, from_arrays, real_array
 
 PARTS = ("labeled", "pool", "val", "test")
+STANDARDIZE = ("non_test", "labeled", "none")
+"""Which rows a learner's standardization statistics come from (``"none"``: no standardization)."""
 
 
 @dataclass(frozen=True)
@@ -118,12 +122,21 @@ def standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X.mean(axis=0), np.where(scale > 1e-12, scale, 1.0)
 
 
-def _statistics(X: np.ndarray, rows: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and scale of the non-test rows (labeled + pool + validation); a constant feature keeps scale 1."""
+def _statistics(X: np.ndarray, rows: dict[str, np.ndarray], standardize: str = "non_test"
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the rows ``standardize`` names (see :data:`STANDARDIZE`); a constant feature keeps
+    scale 1."""
+    if standardize == "none":
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    if standardize == "labeled":
+        return standardization(X[rows["labeled"]])
+    if standardize != "non_test":
+        raise ValueError(f"standardize={standardize!r} is not allowed; choose one of {STANDARDIZE}")
     return standardization(X[np.concatenate([rows[k] for k in ("labeled", "pool", "val")])])
 
 
-def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, stratify: bool = True) -> Split:
+def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, stratify: bool = True,
+               standardize: str = "non_test") -> Split:
     """Draw one learner's split.
 
     The labeled set is stratified (drawn round-robin over classes, so every class appears once n_labeled >= C)
@@ -143,7 +156,7 @@ def make_split(dataset: Dataset, sizes: SplitSizes, rng: np.random.Generator, st
         "val": rest[bounds[0] : bounds[1]],
         "test": rest[bounds[1] : bounds[2]],
     }
-    mean, scale = _statistics(dataset.X, rows)
+    mean, scale = _statistics(dataset.X, rows, standardize)
     return Split(rows=rows, y={k: dataset.y[v] for k, v in rows.items()}, mean=mean, scale=scale)
 
 
@@ -160,7 +173,7 @@ def _check_disjoint(parts: dict[str, np.ndarray]) -> None:
         earlier[key] = rows
 
 
-def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Dataset, Split]:
+def split_from_arrays(parts: dict[str, tuple[Any, Any]], standardize: str = "non_test") -> tuple[Dataset, Split]:
     """A fixed split given by the user: ``{"labeled": (X, y), "pool": (X, y), "val": (X, y), "test": (X, y)}``.
 
     Returns the parts stacked as one dataset (labels recoded jointly) and the split into it. A feature row that
@@ -190,5 +203,5 @@ def split_from_arrays(parts: dict[str, tuple[Any, Any]]) -> tuple[Dataset, Split
     full = from_arrays(np.concatenate([a[0] for a in arrays]), labels, name="split")
     bounds = np.cumsum([0] + [len(a[1]) for a in arrays])
     rows = {k: np.arange(bounds[i], bounds[i + 1]) for i, k in enumerate(PARTS)}
-    mean, scale = _statistics(full.X, rows)
+    mean, scale = _statistics(full.X, rows, standardize)
     return full, Split(rows=rows, y={k: full.y[v] for k, v in rows.items()}, mean=mean, scale=scale)

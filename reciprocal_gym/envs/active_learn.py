@@ -94,8 +94,9 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     ## Observation Space
 
-    SelfTrain's ``Dict`` (``candidates``, ``action_mask``, ``theta``, ``scalars``) plus ``"labels"``: ``(2,)``
-    labels spent and labels left in the budget.
+    SelfTrain's ``Dict`` (``candidates``, ``log_probs``, ``action_mask``, ``theta``, ``scalars``) plus
+    ``"labels"``: ``(2,)`` labels spent and labels left in the budget. The selection context
+    (``reciprocal_gym.selection_context(env)``) gives criteria the pool's features, row ids and the training set.
 
     ## Rewards
 
@@ -111,7 +112,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     ## Info
 
     SelfTrain's per-learner info (``test_accuracy``, ``val_accuracy``, ``val_log_likelihood``, ``theta_change``,
-    ``train_size``, ``pseudo_label_error`` = share of wrong oracle labels in the queried part, fit reports,
+    ``train_size``, ``pseudo_label_error`` = share of wrong oracle labels in the queried part, fit reports
+    (``fit_iterations``, ``fit_grad_norm``, ``fit_converged``, ``fit_separated``),
     ``invalid_action``, the gains over the labeled-only fit ``test_accuracy_gain``, ``val_accuracy_gain``,
     ``theta_from_labeled_only``) plus ``labels_spent`` and ``queried`` (labels bought this step). The pair
     (``labels_spent``, ``test_accuracy``) is the learning-curve point of the step.
@@ -121,7 +123,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``,
     ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
     ``reward``, ``max_steps``, ``invalid_action``, ``invalid_action_penalty``, ``dtype``, ``solver``, ``tol``,
-    ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``), and:
+    ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``, and the learner conventions
+    ``penalty``, ``penalize_intercept``, ``standardize``, ``warm_start``), and:
 
     - ``label_noise`` (0.0, in [0, 1)), ``query_cost`` (0.0, >= 0), ``budget`` (40 labels), ``evict``
       (``"oldest"`` or ``"chosen"``, with ``adaptation="swap"``).

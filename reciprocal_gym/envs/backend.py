@@ -53,8 +53,11 @@ def _resolve(requested: str, possible: bool, why_not: str) -> bool:
     return possible and requested != "torch"
 
 
-def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_classes: int) -> Backend:
-    """Compiled fits for binary learners on the CPU, compiled predictions too in float64."""
+def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_classes: int,
+                 torch_fit: list[str] | tuple[str, ...] = ()) -> Backend:
+    """Compiled fits for binary learners on the CPU, compiled predictions too in float64. ``torch_fit`` names the
+    settings that need the torch solver (a free intercept, IRLS): the fit then runs in torch and the other kernels
+    stay compiled."""
     why = []
     if device.type != "cpu":
         why.append(f"the env runs on {device}")
@@ -62,7 +65,7 @@ def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_cla
         why.append(f"the labels have {n_classes} classes (compiled kernels are binary)")
     if not _resolve(requested, not why, " and ".join(why)):
         return TORCH
-    return Backend("compiled", fit="compiled", gather=True, predict=dtype == torch.float64)
+    return Backend("compiled", fit="torch" if torch_fit else "compiled", gather=True, predict=dtype == torch.float64)
 
 
 def bandit_backend(requested: str, device: torch.device, dtype: torch.dtype, *, bernoulli: bool, full_history: bool,

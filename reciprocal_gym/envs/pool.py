@@ -11,6 +11,7 @@ declare their parts (:meth:`PoolVectorEnv.compose`: selection, label source, rew
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,6 +27,7 @@ from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.data import (
     DATASETS,
     PARTS,
+    STANDARDIZE,
     Split,
     from_arrays,
     load_dataset,
@@ -37,6 +39,7 @@ from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.backend import BACKENDS, pool_backend
 from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
+from reciprocal_gym.envs.context import SelectionContext, raw_parameters
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.envs.pool_parts import (
     REWARDS,
@@ -49,6 +52,7 @@ from reciprocal_gym.envs.pool_parts import (
 )
 from reciprocal_gym.learners import (
     SOLVERS,
+    FitResult,
     RowAtoms,
     fit_ridge_logistic,
     folded_parameters,
@@ -56,10 +60,17 @@ from reciprocal_gym.learners import (
     probs_from_logits,
     standardized_logits,
 )
+from reciprocal_gym.learners.irls import GLM_EPSILON, GLM_MAXIT, fit_irls_logistic, separated
 
 MAX_LAM = 1e8  # a larger ridge leaves theta = 0 to rounding; the bound keeps lam finite in float32
 MAX_STEPS = 2**31 - 1
 INVALID_ACTIONS = ("penalty", "raise")
+POOL_SOLVERS = (*SOLVERS, "irls")
+PENALTIES = ("mean", "sum")
+
+
+class SeparationWarning(UserWarning):
+    """An unpenalized fit (lam = 0) met separated classes: its maximum-likelihood estimate does not exist."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +97,13 @@ class PoolConfig:
     invalid_action: str = setting("penalty", Choice(INVALID_ACTIONS))
     invalid_action_penalty: float = setting(-1.0, Real(-1e6, 1e6))
     dtype: Any = torch.float64
-    solver: str = setting("auto", Choice(SOLVERS))
+    solver: str = setting("auto", Choice(POOL_SOLVERS))
     tol: float | None = setting(None, Maybe(Real(0.0, 1.0, open_low=True)))
-    max_iter: int = setting(50, Integer(1, 10_000))
+    max_iter: int | None = setting(None, Maybe(Integer(1, 10_000)))
+    penalty: str = setting("mean", Choice(PENALTIES))
+    penalize_intercept: bool = setting(True, Flag())
+    standardize: str = setting("non_test", Choice(STANDARDIZE))
+    warm_start: bool | None = setting(None, Maybe(Flag()))
     report_gamma: bool = setting(False, Flag())
     backend: str = setting("auto", Choice(BACKENDS))
 
@@ -106,6 +121,9 @@ class PoolConfig:
             raise ValueError("X and y must be given together")
         if self.buffer_size is not None and self.adaptation != "swap":
             raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
+        if self.solver == "irls" and self.warm_start:
+            raise ValueError("warm_start=True is not allowed with solver='irls': IRLS starts from R glm's start each "
+                             "fit; leave warm_start unset (or False)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +176,8 @@ class PoolView:
     """(B, n_pool + n_val + n_test) the pool, validation and test row ids in one index."""
     pool_probs: Tensor
     """(B, n_pool, C) the predicted probabilities at theta."""
+    pool_log_probs: Tensor
+    """(B, n_pool, C) their logarithms, computed from the logits (no saturation at probabilities near 1)."""
     candidates: Tensor
     """(B, n_pool, C + 3) float32 candidate features (probabilities, margin, entropy, in-use flag)."""
     metrics: dict[str, Tensor]
@@ -179,7 +199,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         cfg = self.config
         self._fixed_split: Split | None = None
         if cfg.split is not None:
-            self.dataset, self._fixed_split = split_from_arrays(cfg.split)
+            self.dataset, self._fixed_split = split_from_arrays(cfg.split, cfg.standardize)
             n_rows = {key: len(rows) for key, rows in self._fixed_split.rows.items()}
             self.sizes = resolve_sizes(self.dataset.n_samples, n_rows["labeled"], n_rows["pool"], n_rows["val"],
                                        n_rows["test"])
@@ -208,7 +228,13 @@ class PoolVectorEnv(BatchedVectorEnv):
                 f"swap needs k <= buffer_size <= n_pool - k"
             )
         self.n_params = n_params(self.n_features, self.n_classes)
-        self.backend = pool_backend(cfg.backend, self.device, self.dtype, self.n_classes)
+        if cfg.solver == "irls" and self.n_classes != 2:
+            raise ValueError(f"solver='irls' fits binary models (R glm's binomial family); the data have "
+                             f"{self.n_classes} classes: use solver='auto', 'newton' or 'newton-cg'")
+        own_solver = [text for bad, text in ((cfg.solver == "irls", "solver='irls'"),
+                                             (not cfg.penalize_intercept, "penalize_intercept=False")) if bad]
+        self.backend = pool_backend(cfg.backend, self.device, self.dtype, self.n_classes, torch_fit=own_solver)
+        self._warned_separation = False
         self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
         self._expected_rate = self.learner_setting("expected_rate")
         self.parts: PoolParts = self.compose()
@@ -264,12 +290,14 @@ class PoolVectorEnv(BatchedVectorEnv):
     # ----- spaces ---------------------------------------------------------------------------------------------
     def _build_spaces(self) -> None:
         C, n = self.n_classes, self.n_pool
+        np_dtype = np.float64 if self.dtype == torch.float64 else np.float32
         high = np.ones(C + 3, dtype=np.float32)
         high[C + 1] = np.float32(math.log(C)) + np.float32(1e-5)
         cand_high = np.broadcast_to(high, (n, C + 3)).copy()
         max_size = self.sizes.n_labeled + max(self.n_pool, self.k)
         base = self.parts.selection.observation(self, {
             "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
+            "log_probs": spaces.Box(float(np.finfo(np_dtype).min), 0.0, (n, C), dtype=np_dtype),
             "action_mask": spaces.MultiBinary(n),
             "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
             "scalars": spaces.Box(
@@ -286,7 +314,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         state = self.state
         # draw the splits on the CPU, then copy them to the device in one transfer per field
         splits = [
-            self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify)
+            self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify,
+                                            standardize=self.config.standardize)
             for rng in rngs.values()
         ]
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
@@ -384,6 +413,8 @@ class PoolVectorEnv(BatchedVectorEnv):
             eval_rows=torch.cat([st.rows["pool"], st.rows["val"], st.rows["test"]], dim=1),
             pool_probs=previous.pool_probs if previous is not None else torch.zeros(
                 B, self.n_pool, self.n_classes, dtype=dt, device=dev),
+            pool_log_probs=previous.pool_log_probs if previous is not None else torch.zeros(
+                B, self.n_pool, self.n_classes, dtype=dt, device=dev),
             candidates=previous.candidates if previous is not None else torch.zeros(
                 B, self.n_pool, self.n_classes + 3, dtype=torch.float32, device=dev),
             metrics=previous.metrics if previous is not None else {
@@ -455,13 +486,12 @@ class PoolVectorEnv(BatchedVectorEnv):
         if len(idx):
             X, w, Q, label_stats = self._training_atoms(state, view, idx)
             lam = self._lam if every or not isinstance(self._lam, Tensor) else self._lam[idx]
-            fit = fit_ridge_logistic(X, w, Q, lam, theta0=state.theta if every else state.theta[idx],
-                                     backend=self.backend.fit, tol=cfg.tol, max_iter=cfg.max_iter, solver=cfg.solver,
-                                     compute_gamma=cfg.report_gamma)
+            fit, split_classes = self._fit(X, w, Q, lam, state.theta if every else state.theta[idx],
+                                           cfg.report_gamma)
             theta = fit.theta if every else state.theta.index_copy(0, idx, fit.theta)
             state = state.replace(reciprocal=state.reciprocal.replace(theta=theta))
             fitted = {"fit_iterations": fit.iterations, "fit_grad_norm": fit.grad_norm,
-                      "fit_converged": fit.converged}
+                      "fit_converged": fit.converged & ~split_classes, "fit_separated": split_classes}
             if cfg.report_gamma:
                 fitted["gamma"] = fit.gamma
         if every:
@@ -470,6 +500,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             "fit_iterations": torch.zeros(B, dtype=torch.int64, device=self.device),
             "fit_grad_norm": torch.zeros(B, dtype=self.dtype, device=self.device),
             "fit_converged": torch.ones(B, dtype=torch.bool, device=self.device),
+            "fit_separated": torch.zeros(B, dtype=torch.bool, device=self.device),
         }
         if cfg.report_gamma:
             lam = self._lam if isinstance(self._lam, Tensor) else torch.full((B,), self._lam, dtype=torch.float64,
@@ -477,6 +508,48 @@ class PoolVectorEnv(BatchedVectorEnv):
             report["gamma"] = lam.to(self.dtype)
         return state, {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
                        for key, value in report.items()}, label_stats
+
+    def _fit(self, X: RowAtoms, w: Tensor, Q: Tensor, lam: float | Tensor, theta: Tensor,
+             compute_gamma: bool = False) -> tuple[FitResult, Tensor]:
+        """The ERM step under the configured learner conventions (``penalty``, ``penalize_intercept``,
+        ``warm_start``, ``solver``): the fit of atoms ``X`` with weights ``w`` and labels ``Q`` at ridge ``lam``
+        (float or (len,) tensor), warm-started at ``theta`` if so configured, and (len,) flags of the unpenalized
+        fits that met separated classes (then never reported converged; a :class:`SeparationWarning` the first
+        time)."""
+        cfg = self.config
+        total = w.sum(1)
+        irls = cfg.solver == "irls"
+        # the solvers take the ridge on the scale of their objective: the mean loss (Newton) or the sum (IRLS)
+        if cfg.penalty == "sum":
+            lam_mean, lam_sum = lam / total, lam
+        else:
+            lam_mean, lam_sum = lam, lam * total
+        if irls:
+            atoms = X.materialize() if isinstance(X, RowAtoms) else X
+            fit = fit_irls_logistic(atoms, w, Q[..., 1], lam_sum, free_intercept=not cfg.penalize_intercept,
+                                    epsilon=GLM_EPSILON if cfg.tol is None else cfg.tol,
+                                    max_iter=GLM_MAXIT if cfg.max_iter is None else cfg.max_iter)
+        else:
+            warm = cfg.warm_start is None or cfg.warm_start
+            fit = fit_ridge_logistic(X, w, Q, lam_mean, theta0=theta if warm else None, backend=self.backend.fit,
+                                     tol=cfg.tol, max_iter=50 if cfg.max_iter is None else cfg.max_iter,
+                                     solver=cfg.solver, compute_gamma=compute_gamma,
+                                     free_intercept=not cfg.penalize_intercept)
+        unpenalized = (lam == 0) if not isinstance(lam, Tensor) else bool((lam == 0).any())
+        if not unpenalized:
+            return fit, torch.zeros(len(w), dtype=torch.bool, device=w.device)
+        atoms = X.materialize() if isinstance(X, RowAtoms) else X
+        flags = separated(atoms, w, Q, fit.theta)
+        if isinstance(lam, Tensor):
+            flags = flags & (lam == 0).to(flags.device)
+        if bool(flags.any()) and not self._warned_separation:
+            self._warned_separation = True
+            warnings.warn(
+                f"{int(flags.sum())} of {len(flags)} unpenalized fits (lam=0) met separated classes: the "
+                "maximum-likelihood estimate does not exist, theta grows until the solver stops, and the results "
+                "then depend on the solver's tolerance (info['fit_separated'] marks them; warned once per env). "
+                "Use lam > 0 for a fit that always exists.", SeparationWarning, stacklevel=2)
+        return fit, flags
 
     def _predict(self, state: PoolState, view: PoolView, rows: Tensor) -> PoolView:
         """``view`` with the predictions of learners ``rows`` recomputed from ``state``: pool probabilities,
@@ -490,10 +563,11 @@ class PoolVectorEnv(BatchedVectorEnv):
         C = self.n_classes
         if self.backend.predict:
             weights, bias = folded_parameters(state.theta, state.mean, state.scale)
-            pool_probs, candidates, metrics = binary_pool_pass(
+            pool_probs, log_probs, candidates, metrics = binary_pool_pass(
                 self._base_X, weights, bias, view.eval_rows, self.n_pool, state.labels["val"], state.labels["test"],
                 state.in_use)
-            return replace(view, pool_probs=pool_probs, candidates=candidates, metrics={**view.metrics, **metrics})
+            return replace(view, pool_probs=pool_probs, pool_log_probs=log_probs, candidates=candidates,
+                           metrics={**view.metrics, **metrics})
         logits = standardized_logits(self._base_X, state.theta, state.mean, state.scale, C)
         if C == 2:
             logits = logits.gather(1, view.eval_rows)
@@ -501,6 +575,12 @@ class PoolVectorEnv(BatchedVectorEnv):
             logits = logits.gather(1, view.eval_rows.unsqueeze(-1).expand(-1, -1, C))
         n_pool, n_val = self.n_pool, self.sizes.n_val
         pool = probs_from_logits(logits[:, :n_pool], C)
+        if C == 2:
+            pool_z = logits[:, :n_pool]
+            log_probs = torch.stack([torch.nn.functional.logsigmoid(-pool_z),
+                                     torch.nn.functional.logsigmoid(pool_z)], -1)
+        else:
+            log_probs = torch.log_softmax(logits[:, :n_pool], -1)
         val_z, test_z = logits[:, n_pool : n_pool + n_val], logits[:, n_pool + n_val :]
         y_val, y_test = state.labels["val"], state.labels["test"]
         if C == 2:  # log p(y | x) = logsigmoid(+-z); the prediction is the sign of z
@@ -518,10 +598,11 @@ class PoolVectorEnv(BatchedVectorEnv):
         }
         candidates = self._candidate_features(pool, state.in_use)
         if bool(rows.all()):
-            return replace(view, pool_probs=pool, candidates=candidates, metrics=metrics)
+            return replace(view, pool_probs=pool, pool_log_probs=log_probs, candidates=candidates, metrics=metrics)
         return replace(
             view,
             pool_probs=torch.where(rows.view(-1, 1, 1), pool, view.pool_probs),
+            pool_log_probs=torch.where(rows.view(-1, 1, 1), log_probs, view.pool_log_probs),
             candidates=torch.where(rows.view(-1, 1, 1), candidates, view.candidates),
             metrics={key: torch.where(rows, value, view.metrics[key]) for key, value in metrics.items()},
         )
@@ -585,6 +666,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         scalars = torch.stack([state.step.to(self.dtype), train_size, mask.sum(1).to(self.dtype)], 1)
         obs = {
             "candidates": view.candidates,
+            "log_probs": view.pool_log_probs,
             "action_mask": mask.to(torch.int8),
             "theta": state.theta.float(),
             "scalars": scalars.float(),
@@ -593,6 +675,41 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def parameters(self) -> Tensor:
         return self.state.theta
+
+    def selection_context(self) -> SelectionContext:
+        """What a selection criterion may use about every learner now (features, row ids, theta in both units,
+        float64 logits and probabilities, the training and labeled sets): see
+        :class:`~reciprocal_gym.envs.context.SelectionContext`. Reading it changes nothing."""
+        state, f64, C = self.state, torch.float64, self.n_classes
+        X = self._base_X.to(f64)
+        mean, scale, theta = state.mean.to(f64), state.scale.to(f64), state.theta.to(f64)
+        coef, intercept = raw_parameters(theta, mean, scale, C)
+        pool_rows = state.rows["pool"]
+        pool_X = X[pool_rows]
+        if C == 2:
+            logits = torch.einsum("bnd,bd->bn", pool_X, coef) + intercept.unsqueeze(1)
+            log_probs = torch.stack([torch.nn.functional.logsigmoid(-logits),
+                                     torch.nn.functional.logsigmoid(logits)], -1)
+        else:
+            logits = torch.einsum("bnd,bcd->bnc", pool_X, coef) + intercept.unsqueeze(1)
+            log_probs = torch.log_softmax(logits, -1)
+        B = self.num_envs
+        ones = torch.ones(B, self.sizes.n_labeled, dtype=f64, device=self.device)
+        onehot = torch.nn.functional.one_hot(state.labels["labeled"], C).to(f64)
+        lam = self._lam if isinstance(self._lam, Tensor) else torch.full((B,), float(self._lam), dtype=f64,
+                                                                         device=self.device)
+        return SelectionContext(
+            n_classes=C, X=X, y=torch.as_tensor(self.dataset.y, device=self.device),
+            pool_rows=pool_rows, pool_X=pool_X, pool_Z=(pool_X - mean.unsqueeze(1)) / scale.unsqueeze(1),
+            mean=mean, scale=scale, theta=theta, coef=coef, intercept=intercept, logits=logits,
+            log_probs=log_probs, probs=log_probs.exp(),
+            selectable=adapt.selectable(state.reciprocal, self.config.adaptation), in_use=state.in_use.clone(),
+            labeled_rows=state.rows["labeled"], labeled_y=state.labels["labeled"],
+            train_rows=torch.cat([state.rows["labeled"], pool_rows], 1),
+            train_labels=torch.cat([onehot, state.label.to(f64)], 1),
+            train_mass=torch.cat([ones, state.weight.to(f64)], 1),
+            lam=lam.to(f64), penalty=self.config.penalty, penalize_intercept=self.config.penalize_intercept,
+        )
 
     def perturb_parameters(self, delta: Tensor) -> None:
         """Add ``delta`` (B, P) to every learner's parameters and refresh the predictions (pool probabilities,
@@ -604,13 +721,13 @@ class PoolVectorEnv(BatchedVectorEnv):
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
         upper reference of the leaderboard's score for self-training and active learning."""
-        cfg, B, state = self.config, self.num_envs, self.state
+        B, state = self.num_envs, self.state
         X = torch.cat([self.view.labeled_X, self._features(state, state.rows["pool"])], dim=1)
         y = torch.cat([state.labels["labeled"], state.labels["pool"]], dim=1)
         Q = torch.nn.functional.one_hot(y, self.n_classes).to(self.dtype)
         w = torch.ones(B, X.shape[1], dtype=self.dtype, device=self.device)
-        theta = fit_ridge_logistic(X, w, Q, self._lam, backend=self.backend.fit, tol=cfg.tol, max_iter=cfg.max_iter,
-                                   solver=cfg.solver, compute_gamma=False).theta
+        theta = self._fit(X, w, Q, self._lam, torch.zeros(B, self.n_params, dtype=self.dtype,
+                                                           device=self.device))[0].theta
         logits = standardized_logits(self._base_X, theta, state.mean, state.scale, self.n_classes)
         rows = state.rows["test"]
         if self.n_classes == 2:

@@ -25,7 +25,7 @@ from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_use, probs, cand, metrics):
+def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_use, probs, logp, cand, metrics):
     """Learner b's logit on dataset row r is weights[b] . table[r] + bias[b]; see :func:`binary_pool_pass`."""
     B, n_rows = rows.shape
     N, d = table.shape
@@ -57,6 +57,8 @@ def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_us
             p0 = 1.0 - p1
             probs[b, i, 0] = p0
             probs[b, i, 1] = p1
+            logp[b, i, 0] = min(-z[i], 0.0) - log1p_e[i]  # log sigmoid(-z), exact in the tails
+            logp[b, i, 1] = min(z[i], 0.0) - log1p_e[i]
             f0, f1 = np.float32(p0), np.float32(p1)
             cand[b, i, 0] = f0
             cand[b, i, 1] = f1
@@ -81,7 +83,7 @@ def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_us
 def binary_pool_pass(
     table: Tensor, weights: Tensor, bias: Tensor, rows: Tensor, n_pool: int, y_val: Tensor, y_test: Tensor,
     in_use: Tensor,
-) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
     """Predictions, candidate features and metrics of B binary learners, on the CPU.
 
     Args:
@@ -92,24 +94,26 @@ def binary_pool_pass(
             (B, n_pool) bool.
 
     Returns:
-        pool probabilities (B, n_pool, 2) float64; candidate features (B, n_pool, 5) float32 (p0, p1, |p1 - p0|,
-        entropy, in-use flag); and ``val_log_likelihood``, ``val_accuracy``, ``test_accuracy`` (B,) float64 each.
+        pool probabilities (B, n_pool, 2) float64; their logarithms (B, n_pool, 2) float64; candidate features
+        (B, n_pool, 5) float32 (p0, p1, |p1 - p0|, entropy, in-use flag); and ``val_log_likelihood``,
+        ``val_accuracy``, ``test_accuracy`` (B,) float64 each.
     """
     B = rows.shape[0]
     probs = torch.empty(B, n_pool, 2, dtype=torch.float64)
+    logp = torch.empty(B, n_pool, 2, dtype=torch.float64)
     cand = torch.empty(B, n_pool, 5, dtype=torch.float32)
     metrics = torch.empty(3, B, dtype=torch.float64)
-    X, W, c, R, YV, YT, U, P, F, M = (t.numpy() for t in (
+    X, W, c, R, YV, YT, U, P, L, F, M = (t.numpy() for t in (
         table.contiguous(), weights.contiguous(), bias.contiguous(), rows.contiguous(), y_val.contiguous(),
-        y_test.contiguous(), in_use.contiguous(), probs, cand, metrics))
+        y_test.contiguous(), in_use.contiguous(), probs, logp, cand, metrics))
     n_val = YV.shape[1]
 
     def work(lo: int, hi: int) -> None:
         _binary_pass(X, W[lo:hi], c[lo:hi], R[lo:hi], n_pool, n_val, YV[lo:hi], YT[lo:hi], U[lo:hi], P[lo:hi],
-                     F[lo:hi], M[:, lo:hi])
+                     L[lo:hi], F[lo:hi], M[:, lo:hi])
 
     run_chunks(B, work, torch.get_num_threads())
-    return probs, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))
+    return probs, logp, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))
 
 
 @numba.njit(cache=True, nogil=True)

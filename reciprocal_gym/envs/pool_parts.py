@@ -202,15 +202,21 @@ class ChosenEviction(IndexSelection):
 
 class StreamSelection:
     """Stream-based selection: the pool arrives one point per step in an order drawn at reset; the action is 1
-    (query the arriving point) or 0 (skip it). The observation shows only the arriving point (``"candidate"``)."""
+    (query the arriving point) or 0 (skip it). The observation shows only the arriving point (``"candidate"``,
+    ``"candidate_log_probs"``)."""
+
+    POOL_KEYS = ("candidates", "log_probs", "action_mask")
+    """The observation keys of the whole pool, which a stream does not show."""
 
     def action_space(self, env: PoolVectorEnv) -> spaces.Space:
         return spaces.Discrete(2)
 
     def observation(self, env: PoolVectorEnv, base: dict[str, spaces.Space]) -> dict[str, spaces.Space]:
         C = env.n_classes
-        out = {"candidate": spaces.Box(0.0, base["candidates"].high[0], (C + 3,), np.float32)}
-        return {**out, **{key: value for key, value in base.items() if key not in ("candidates", "action_mask")}}
+        logp = base["log_probs"]
+        out = {"candidate": spaces.Box(0.0, base["candidates"].high[0], (C + 3,), np.float32),
+               "candidate_log_probs": spaces.Box(logp.low[0], logp.high[0], (C,), logp.dtype)}
+        return {**out, **{key: value for key, value in base.items() if key not in self.POOL_KEYS}}
 
     def reset(self, env: PoolVectorEnv, state: PoolState, learners: Tensor,
               rngs: dict[int, np.random.Generator]) -> PoolState:
@@ -238,8 +244,9 @@ class StreamSelection:
         arriving = self.arriving(env, state)
         probs = view.pool_probs.gather(1, arriving.unsqueeze(-1).expand(-1, -1, env.n_classes)).squeeze(1)
         in_use = state.in_use.gather(1, arriving).squeeze(1)
-        out = {"candidate": env._candidate_features(probs, in_use)}
-        return {**out, **{key: value for key, value in obs.items() if key not in ("candidates", "action_mask")}}
+        log_probs = view.pool_log_probs.gather(1, arriving.unsqueeze(-1).expand(-1, -1, env.n_classes)).squeeze(1)
+        out = {"candidate": env._candidate_features(probs, in_use), "candidate_log_probs": log_probs}
+        return {**out, **{key: value for key, value in obs.items() if key not in self.POOL_KEYS}}
 
     def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         return torch.ones(env.num_envs, 2, dtype=torch.bool, device=env.device)

@@ -71,13 +71,18 @@ class SelfTrainVectorEnv(PoolVectorEnv):
 
     - ``"candidates"``: ``(n_pool, C + 3)`` per pool point: the model's predicted class probabilities (C columns),
       the margin (top-1 minus top-2 probability), the predictive entropy (nats), and the in-use flag.
+    - ``"log_probs"``: ``(n_pool, C)`` in the env's dtype (float64 by default): the log predicted probabilities,
+      computed from the logits, so they still rank points whose probabilities round to 1 (the built-in criteria use
+      them).
     - ``"action_mask"``: ``MultiBinary(n_pool)`` (int8), 1 where the point can be selected.
     - ``"theta"``: ``(P,)`` the model parameters (``P = p`` for binary, ``C * p`` multinomial, ``p`` = features + 1
       for the intercept, which is the last column).
     - ``"scalars"``: ``(3,)`` the step in the episode, the training-set size (labeled rows plus pseudo-label mass),
       and the number of selectable pool points.
 
-    The vector env returns each entry as a tensor with a leading batch dimension on ``device``.
+    The vector env returns each entry as a tensor with a leading batch dimension on ``device``. What a selection
+    criterion may need beyond this (pool features raw and standardized, dataset row ids, theta on raw features,
+    float64 logits, the training set) is in the selection context, ``reciprocal_gym.selection_context(env)``.
 
     ## Rewards
 
@@ -99,7 +104,8 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     Per learner: ``test_accuracy``, ``val_accuracy``, ``val_log_likelihood``, ``theta_change``
     (``|theta_t - theta_{t-1}|_2``), ``train_size``, ``pseudo_label_error`` (mass-weighted mean of
     ``1 - label[true class]`` over the pseudo-labeled part, 0 when it is empty), ``fit_iterations``,
-    ``fit_grad_norm``, ``fit_converged``, ``invalid_action``, the measured effect of the loop against the
+    ``fit_grad_norm``, ``fit_converged``, ``fit_separated`` (an unpenalized fit met separated classes: see Learner
+    conventions), ``invalid_action``, the measured effect of the loop against the
     labeled-only fit of the same learner (its fit at reset): ``test_accuracy_gain``, ``val_accuracy_gain`` and
     ``theta_from_labeled_only`` (``|theta_t - theta_labeled_only|_2``), and with ``report_gamma=True`` ``gamma``
     (the smallest Hessian eigenvalue at the fit, the strong-convexity constant; it costs an eigendecomposition per
@@ -131,10 +137,41 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``reward``: see Rewards. ``max_steps`` (50): truncation.
     - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
     - ``device`` ("cpu"), ``dtype`` (``torch.float64``; float32 halves the cost), ``solver``, ``tol``, ``max_iter``:
-      the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic`).
+      the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic` and Learner conventions below).
+    - ``penalty``, ``penalize_intercept``, ``standardize``, ``warm_start``: see Learner conventions.
     - ``backend`` (``"auto"``): ``"compiled"`` CPU kernels for binary learners on the CPU, ``"torch"`` ops
       everywhere, or ``"auto"`` (compiled where available); see :mod:`reciprocal_gym.envs.backend`.
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
+
+    ## Learner conventions
+
+    The ERM step fits, per learner, on its training set (labeled rows with weight 1, pool atoms with weight w_i and
+    label q_i; W = the total weight; x the standardized features with an intercept column):
+
+    - ``penalty="mean"`` (default): ``min (1/W) sum_i w_i CE(q_i, x_i) + lam/2 |theta_pen|^2``. The ridge's weight
+      shrinks as the training set grows. scikit-learn equivalent: ``LogisticRegression(C=1 / (lam * W))``.
+    - ``penalty="sum"``: ``min sum_i w_i CE(q_i, x_i) + lam/2 |theta_pen|^2``, scikit-learn's convention:
+      ``LogisticRegression(C=1 / lam)`` with a fixed lam for every training-set size; ``lam=0`` is R's ``glm``.
+    - ``penalize_intercept`` (True): whether ``theta_pen`` includes the intercept. scikit-learn's lbfgs /
+      newton-cg / newton-cholesky solvers and R's ``glm`` leave it free (``penalize_intercept=False``); a free
+      intercept runs the torch solver.
+    - ``standardize`` (``"non_test"``): features standardized with the mean and standard deviation of the learner's
+      non-test rows; ``"labeled"`` of its labeled rows; ``"none"`` raw features (as ``glm(y ~ x)`` and a plain
+      ``LogisticRegression`` see them). ``theta`` in the observation is on the standardized features; the
+      selection context (:func:`reciprocal_gym.selection_context`) also gives it on raw features.
+    - ``warm_start`` (default: True for the Newton solvers): start each refit from the current theta, or from 0
+      (``False``: a refit from scratch, as curriculum labeling and ``glm`` do). Both reach the same minimiser where it
+      exists (``lam > 0``); the iterations differ.
+    - ``solver="irls"``: R ``glm``'s IRLS for binary labels (``glm(y ~ x, family = binomial, weights = w)``: its
+      start, the relative deviance test ``|dev - dev_old| / (|dev| + 0.1) < tol`` with ``tol`` = 1e-8 and at most
+      ``max_iter`` = 25 iterations, the defaults of ``glm.control()``); always from glm's start.
+
+    So scikit-learn's ``SelfTrainingClassifier(LogisticRegression(C), criterion="k_best", k_best=1)`` is
+    ``standardize="none", penalty="sum", lam=1 / C, penalize_intercept=False, label_mode="hard",
+    adaptation="add", k=1`` with a greedy ``confidence`` agent (same picks, ``tests/test_sklearn_fidelity.py``), and
+    the seed paper's ``glm`` refits are ``lam=0, solver="irls", penalize_intercept=False, standardize="none"``.
+    Without a penalty (``lam=0``) the maximum-likelihood fit does not exist when the classes are separated; such fits
+    are reported in ``info["fit_separated"]``, never as converged, with a ``SeparationWarning`` (once per env).
     """
 
     config_class = SelfTrainConfig

@@ -46,7 +46,8 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
     ## Observation Space
 
     A ``Dict``: ``"candidate"`` ``(C + 3,)`` the arriving point's predicted class probabilities, margin, entropy and
-    in-use flag; ``"theta"`` ``(P,)``; ``"scalars"`` ``(3,)`` (step, training-set size, selectable points);
+    in-use flag; ``"candidate_log_probs"`` ``(C,)`` its log probabilities (from the logits, env dtype);
+    ``"theta"`` ``(P,)``; ``"scalars"`` ``(3,)`` (step, training-set size, selectable points);
     ``"labels"`` ``(2,)`` labels spent and labels left in the budget.
 
     ## Rewards
@@ -68,7 +69,8 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
     ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
     ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``, ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
-    ``backend``, ``device``, ``autoreset_mode``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
+    ``backend``, ``device``, ``autoreset_mode``, ``penalty``, ``penalize_intercept``, ``standardize``,
+    ``warm_start``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
     ``label_noise``, ``query_cost``.
     """
 

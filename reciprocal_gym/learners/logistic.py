@@ -144,7 +144,8 @@ def normalized_weights(weights: Tensor) -> Tensor:
 class _Problem:
     """The objective of B learners on fixed data; theta-independent pieces computed once."""
 
-    def __init__(self, X: Tensor, weights: Tensor, targets: Tensor, lam: float | Tensor) -> None:
+    def __init__(self, X: Tensor, weights: Tensor, targets: Tensor, lam: float | Tensor,
+                 free_intercept: bool = False) -> None:
         self.X = X
         self.C = targets.shape[-1]
         self.p = X.shape[-1]
@@ -153,6 +154,30 @@ class _Problem:
         # the ridge: a float shared by all learners, or one per learner as a (B, 1) column (lam_row: (B,))
         self.lam: float | Tensor = lam if not isinstance(lam, Tensor) else lam.to(X.dtype).view(-1, 1)
         self.lam_row: float | Tensor = lam if not isinstance(lam, Tensor) else self.lam.view(-1)
+        # which parameters the ridge acts on: all (None), or all but each class's intercept (the last column)
+        self.pen: Tensor | None = None
+        if free_intercept:
+            pen = torch.ones(self.C if self.C > 2 else 1, self.p, dtype=X.dtype, device=X.device)
+            pen[:, -1] = 0.0
+            self.pen = pen.view(-1)
+
+    def ridge(self, theta: Tensor) -> Tensor:
+        """The penalty's gradient ``lam * pen * theta``."""
+        return self.lam * (theta if self.pen is None else self.pen * theta)
+
+    def add_ridge_diagonal(self, H: Tensor) -> None:
+        """Add the penalty's Hessian to H in place; with free intercepts in a multinomial model, also the rank-one
+        term along (intercept_1 = ... = intercept_C), the direction that neither the loss nor the penalty sees
+        (softmax is invariant to it): the gradient is orthogonal to it, so Newton steps are unchanged and H stays
+        positive definite."""
+        diag = H.diagonal(dim1=-2, dim2=-1)
+        if self.pen is None:
+            diag.add_(self.lam)
+            return
+        diag.add_(self.lam * self.pen)
+        if self.C > 2:
+            u = (1.0 - self.pen) / math.sqrt(self.C)
+            H.add_(torch.outer(u, u))
 
     def subset(self, idx: Tensor | slice) -> _Problem:
         """The problem of learners ``idx`` only (a slice gives views, an index tensor copies)."""
@@ -161,6 +186,7 @@ class _Problem:
         sub.C, sub.p = self.C, self.p
         shared = not isinstance(self.lam, Tensor)
         sub.lam, sub.lam_row = (self.lam, self.lam_row) if shared else (self.lam[idx], self.lam_row[idx])
+        sub.pen = self.pen
         sub.a, sub.Q = self.a[idx], self.Q[idx]
         return sub
 
@@ -172,7 +198,8 @@ class _Problem:
             loss = torch.nn.functional.softplus(z) - self.Q[..., 1] * z
         else:
             loss = torch.logsumexp(z, dim=-1) - (self.Q * z).sum(-1)
-        return (self.a * loss).sum(1) + 0.5 * self.lam_row * (theta * theta).sum(1)
+        square = theta * theta if self.pen is None else self.pen * theta * theta
+        return (self.a * loss).sum(1) + 0.5 * self.lam_row * square.sum(1)
 
     def evaluate(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Objective value, probabilities and gradient at theta."""
@@ -185,16 +212,16 @@ class _Problem:
         if self.C == 2:
             s = torch.sigmoid(z)
             g = _xt_times(self.X, self.a * (s - self.Q[..., 1]))
-            return s, g + self.lam * theta
+            return s, g + self.ridge(theta)
         S = torch.softmax(z, dim=-1)
         G = _xt_times(self.X, self.a.unsqueeze(-1) * (S - self.Q))
-        return S, G.reshape(B, -1) + self.lam * theta
+        return S, G.reshape(B, -1) + self.ridge(theta)
 
     def hessian(self, probs: Tensor) -> Tensor:
         """Full (B, P, P) Hessian at the point whose probabilities are ``probs``."""
         if self.C == 2:
             H = _weighted_gram(self.X, self.a * probs * (1.0 - probs))
-            H.diagonal(dim1=-2, dim2=-1).add_(self.lam)
+            self.add_ridge_diagonal(H)
             return H
         B, C, p = probs.shape[0], self.C, self.p
         H = probs.new_zeros(B, C, p, C, p)
@@ -209,7 +236,7 @@ class _Problem:
                 if d != c:
                     H[:, d, :, c, :] = block.transpose(1, 2)
         H = H.reshape(B, C * p, C * p)
-        H.diagonal(dim1=-2, dim2=-1).add_(self.lam)
+        self.add_ridge_diagonal(H)
         return H
 
     def hvp(self, probs: Tensor, V: Tensor) -> Tensor:
@@ -217,7 +244,11 @@ class _Problem:
         B = V.shape[0]
         U = _logits(self.X, V, self.C)  # (B, n, C)
         R = probs * (U - (probs * U).sum(-1, keepdim=True))
-        return _xt_times(self.X, self.a.unsqueeze(-1) * R).reshape(B, -1) + self.lam * V
+        HV = _xt_times(self.X, self.a.unsqueeze(-1) * R).reshape(B, -1) + self.ridge(V)
+        if self.pen is not None:  # the rank-one term of add_ridge_diagonal
+            u = (1.0 - self.pen) / math.sqrt(self.C)
+            HV = HV + (V @ u).unsqueeze(1) * u
+        return HV
 
     def block_preconditioner(self, probs: Tensor) -> Tensor:
         """Cholesky factors (B, C, p, p) of the class-diagonal Hessian blocks."""
@@ -228,7 +259,14 @@ class _Problem:
         if X.dim() == 3:
             X = X.repeat_interleave(C, dim=0)
         lam = self.lam if not isinstance(self.lam, Tensor) else self.lam.repeat_interleave(C, 0).unsqueeze(-1)
-        blocks = _weighted_gram(X, coef) + lam * torch.eye(p, dtype=probs.dtype, device=probs.device)
+        eye = torch.eye(p, dtype=probs.dtype, device=probs.device)
+        if self.pen is not None:  # free intercepts: the block's intercept entry gets the rank-one term's 1 / C
+            eye = torch.diag(torch.cat([torch.full((p - 1,), 1.0, dtype=probs.dtype, device=probs.device),
+                                        torch.zeros(1, dtype=probs.dtype, device=probs.device)]))
+            blocks = _weighted_gram(X, coef) + lam * eye
+            blocks[:, -1, -1] += 1.0 / C
+        else:
+            blocks = _weighted_gram(X, coef) + lam * eye
         return _cholesky_jittered(blocks).view(B, C, p, p)
 
 
@@ -325,6 +363,7 @@ def fit_ridge_logistic(
     compute_gamma: bool = True,
     max_cg: int = 200,
     backend: str = "auto",
+    free_intercept: bool = False,
 ) -> FitResult:
     """Fit B ridge-logistic learners at once.
 
@@ -343,6 +382,10 @@ def fit_ridge_logistic(
         backend: "auto" (the compiled per-learner solver of :mod:`~reciprocal_gym.learners.newton_cpu` for binary
             problems on the CPU, batched torch otherwise), "torch", or "compiled" (binary problems on the CPU only).
             Both run the same Newton iterations and agree to rounding.
+        free_intercept: leave each class's intercept (the last column of X, which must then be a column of ones)
+            out of the penalty, as scikit-learn's ``LogisticRegression`` does; torch backend only. ``gamma`` is then
+            the smallest eigenvalue of the Hessian, which may be below lam (0 for a multinomial model: a shift shared
+            by all intercepts changes nothing).
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not allowed; choose one of {SOLVERS}")
@@ -374,14 +417,14 @@ def fit_ridge_logistic(
     if theta0 is not None and (theta0.shape != (B, P) or theta0.dtype != X.dtype or theta0.device != X.device):
         raise ValueError(f"theta0 must be a ({B}, {P}) {X.dtype} tensor on {X.device}, got {tuple(theta0.shape)} "
                          f"{theta0.dtype} on {theta0.device}")
-    compiled_fits = C == 2 and X.device.type == "cpu"
+    compiled_fits = C == 2 and X.device.type == "cpu" and not free_intercept
     if backend == "compiled" and not compiled_fits:
-        raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU")
+        raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU with the intercept penalized")
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
     lam = lam if isinstance(lam, Tensor) else float(lam)
     if compiled_fits and backend != "torch":
         return _fit_compiled(X, weights, targets, lam, theta, tol, max_iter, compute_gamma)
-    problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, lam)
+    problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, lam, free_intercept)
     return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg)
 
 
@@ -459,6 +502,8 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
     if compute_gamma:
         if C == 2:
             gamma = torch.linalg.eigvalsh(problem.hessian(probs))[:, 0]
+        elif problem.pen is not None:  # a shift shared by every free intercept changes nothing: a zero eigenvalue
+            gamma = torch.zeros(B, dtype=X.dtype, device=X.device)
         else:
             # Softmax is invariant to adding one vector v to every class row, so the loss Hessian annihilates
             # (v, ..., v) and is PSD: the smallest eigenvalue of the full Hessian is exactly lam.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorObservationWrapper, VectorWrapper
@@ -22,8 +23,9 @@ from reciprocal_gym.arguments import Real
 
 
 class FlattenObservation(VectorObservationWrapper):
-    """A Dict observation as one (B, D) float32 tensor: each entry flattened per learner, concatenated in the order
-    of ``gymnasium.spaces.flatten_space(single_observation_space)``."""
+    """A Dict observation as one (B, D) tensor: each entry flattened per learner, concatenated in the order of
+    ``gymnasium.spaces.flatten_space(single_observation_space)``, in that space's dtype (float32, or float64 where an
+    entry is float64, e.g. the pool envs' ``log_probs`` in float64 envs)."""
 
     def __init__(self, env: VectorEnv) -> None:
         super().__init__(env)
@@ -33,10 +35,11 @@ class FlattenObservation(VectorObservationWrapper):
         self.keys = list(space.spaces)
         self.single_observation_space = spaces.flatten_space(space)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.dtype = torch.float64 if self.single_observation_space.dtype == np.float64 else torch.float32
 
     def observations(self, observations: dict[str, Tensor]) -> Tensor:
         B = self.num_envs
-        return torch.cat([observations[key].reshape(B, -1).to(torch.float32) for key in self.keys], dim=1)
+        return torch.cat([observations[key].reshape(B, -1).to(self.dtype) for key in self.keys], dim=1)
 
 
 class RecordEpisodeStatistics(VectorWrapper):
