@@ -96,7 +96,7 @@ def self_training(
         obs, *_ = envs.step(law / law.sum(1, keepdim=True))
     ds = []
     for _ in range(steps):
-        obs, _, _, _, info = envs.step(agent.act(obs))
+        obs, _, _, _, info = envs.step(agent.act_in(envs, obs))
         ds.append(info["d"].cpu().numpy())
     verdicts = [VERDICTS[v] for v in info["verdict"].tolist()]
     probed = None
@@ -132,7 +132,7 @@ def bandit_boltzmann(means: np.ndarray, window: int = 10, lam: float = 1.0, tau:
     obs, *_ = envs.step(torch.as_tensor(start))
     laws = []
     for _ in range(steps):
-        law = agent.act(obs)
+        law = agent.act_in(envs, obs)
         laws.append(law.cpu().numpy())
         obs, *_ = envs.step(law)
     laws = np.stack(laws, 1)  # (B, T, K)

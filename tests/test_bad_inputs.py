@@ -62,7 +62,7 @@ def test_every_config_field_that_takes_a_number_or_a_choice_is_declared():
         declared = set(argument_specs(cls))
         free = {f for f in cls.__dataclass_fields__} - declared
         # arrays and the dtype are checked by the config itself (real_array, resolve_dtype)
-        assert free <= {"X", "y", "split", "means", "omegas", "dtype"}, (env_id, free)
+        assert free <= {"X", "y", "split", "split_rows", "means", "omegas", "dtype"}, (env_id, free)
 
 
 @SETTINGS

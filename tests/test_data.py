@@ -63,7 +63,7 @@ def test_user_arrays_bad_input(X, y, match):
         (lambda: resolve_sizes(100, n_pool=0), "n_pool"),
         (lambda: resolve_sizes(100, n_pool=200), "n_pool=200 is too large"),
         (lambda: resolve_sizes(100, n_labeled=10, n_pool=50, n_val=30, n_test=30), "only 100"),
-        (lambda: resolve_sizes(100, n_val=0), "n_val"),
+        (lambda: resolve_sizes(100, n_val=-1), "n_val"),
         (lambda: resolve_sizes(100, n_labeled=2.5), "n_labeled"),
     ],
 )

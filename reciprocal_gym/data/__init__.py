@@ -9,6 +9,8 @@ from reciprocal_gym.data.splits import (
     make_split,
     resolve_sizes,
     split_from_arrays,
+    splits_from_arrays,
+    splits_from_rows,
 )
 
 __all__ = [
@@ -25,4 +27,6 @@ __all__ = [
     "make_split",
     "resolve_sizes",
     "split_from_arrays",
+    "splits_from_arrays",
+    "splits_from_rows",
 ]

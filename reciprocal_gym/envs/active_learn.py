@@ -120,7 +120,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
 
     ## Arguments
 
-    SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``,
+    SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``,
+    ``n_pool``,
     ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
     ``reward``, ``max_steps``, ``invalid_action``, ``invalid_action_penalty``, ``dtype``, ``solver``, ``tol``,
     ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``, and the learner conventions

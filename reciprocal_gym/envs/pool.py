@@ -33,7 +33,8 @@ from reciprocal_gym.data import (
     load_dataset,
     make_split,
     resolve_sizes,
-    split_from_arrays,
+    splits_from_arrays,
+    splits_from_rows,
 )
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
@@ -81,10 +82,11 @@ class PoolConfig:
     dataset_kwargs: dict[str, Any] | None = setting(None, Mapping())
     X: Any = None
     y: Any = None
-    split: dict[str, Any] | None = None
+    split: dict[str, Any] | list[dict[str, Any]] | None = None
+    split_rows: dict[str, Any] | None = None
     n_labeled: int = setting(20, Integer(1))
     n_pool: int | None = setting(None, Maybe(Integer(1)))
-    n_val: int | None = setting(None, Maybe(Integer(1)))
+    n_val: int | None = setting(None, Maybe(Integer(0)))
     n_test: int | None = setting(None, Maybe(Integer(1)))
     stratify: bool = setting(True, Flag())
     adaptation: str = setting("add", Choice(adapt.ADAPTATIONS))
@@ -117,6 +119,9 @@ class PoolConfig:
         given = [self.split is not None, self.X is not None or self.y is not None]
         if sum(given) > 1:
             raise ValueError("give either split=... or X and y, not both")
+        if self.split is not None and self.split_rows is not None:
+            raise ValueError("give either split=... (arrays per part) or split_rows=... (row ids into X / y or the "
+                             "dataset), not both")
         if (self.X is None) != (self.y is None):
             raise ValueError("X and y must be given together")
         if self.buffer_size is not None and self.adaptation != "swap":
@@ -197,12 +202,9 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def _setup(self) -> None:
         cfg = self.config
-        self._fixed_split: Split | None = None
+        self._fixed_splits: list[Split] | None = None  # one shared by every learner, or one per learner
         if cfg.split is not None:
-            self.dataset, self._fixed_split = split_from_arrays(cfg.split, cfg.standardize)
-            n_rows = {key: len(rows) for key, rows in self._fixed_split.rows.items()}
-            self.sizes = resolve_sizes(self.dataset.n_samples, n_rows["labeled"], n_rows["pool"], n_rows["val"],
-                                       n_rows["test"])
+            self.dataset, self._fixed_splits = splits_from_arrays(cfg.split, cfg.standardize)
         else:
             if cfg.X is not None:
                 self.dataset = from_arrays(cfg.X, cfg.y)
@@ -210,7 +212,20 @@ class PoolVectorEnv(BatchedVectorEnv):
                 raise ValueError("dataset=None needs X and y arrays or a split")
             else:
                 self.dataset = load_dataset(cfg.dataset, **(cfg.dataset_kwargs or {}))
+            if cfg.split_rows is not None:
+                self._fixed_splits = splits_from_rows(self.dataset, cfg.split_rows, self.num_envs, cfg.standardize)
+        if self._fixed_splits is not None:
+            if len(self._fixed_splits) not in (1, self.num_envs):
+                raise ValueError(f"split has {len(self._fixed_splits)} splits for num_envs={self.num_envs}: give one "
+                                 "split shared by every learner or a list with one per learner")
+            n_rows = {key: len(rows) for key, rows in self._fixed_splits[0].rows.items()}
+            self.sizes = resolve_sizes(self.dataset.n_samples, n_rows["labeled"], n_rows["pool"], n_rows["val"],
+                                       n_rows["test"])
+        else:
             self.sizes = resolve_sizes(self.dataset.n_samples, cfg.n_labeled, cfg.n_pool, cfg.n_val, cfg.n_test)
+        if self.sizes.n_val == 0 and cfg.reward in ("val_loglik", "val_accuracy"):
+            raise ValueError(f"reward={cfg.reward!r} needs validation rows and this split has none (n_val=0): choose "
+                             "reward='stability', or give validation rows")
         if self.dtype == torch.float32 and float(np.abs(self.dataset.X).max()) > MAX_FEATURE_FLOAT32:
             raise ValueError(f"dtype=torch.float32 needs features within +-{MAX_FEATURE_FLOAT32:g}; the data have "
                              f"values up to {float(np.abs(self.dataset.X).max()):.3g}: use dtype=torch.float64 or "
@@ -313,10 +328,12 @@ class PoolVectorEnv(BatchedVectorEnv):
     def _reset_rows(self, rows: Tensor, rngs: dict[int, np.random.Generator]) -> dict[str, Tensor]:
         state = self.state
         # draw the splits on the CPU, then copy them to the device in one transfer per field
+        fixed = self._fixed_splits
         splits = [
-            self._fixed_split or make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify,
-                                            standardize=self.config.standardize)
-            for rng in rngs.values()
+            (fixed[i if len(fixed) > 1 else 0] if fixed is not None else
+             make_split(self.dataset, self.sizes, rng, stratify=self.config.stratify,
+                        standardize=self.config.standardize))
+            for i, rng in rngs.items()
         ]
         learners = torch.as_tensor(list(rngs), dtype=torch.int64, device=self.device)
         if splits:
@@ -591,9 +608,10 @@ class PoolVectorEnv(BatchedVectorEnv):
             val_ll = torch.log_softmax(val_z, -1).gather(2, y_val.unsqueeze(-1)).squeeze(-1)
             val_hit = val_z.argmax(-1) == y_val
             test_hit = test_z.argmax(-1) == y_test
+        n_val_rows = max(n_val, 1)  # no validation rows: the validation metrics are 0 and left out of info
         metrics = {
-            "val_log_likelihood": val_ll.mean(1),
-            "val_accuracy": val_hit.to(self.dtype).mean(1),
+            "val_log_likelihood": val_ll.sum(1) / n_val_rows,
+            "val_accuracy": val_hit.to(self.dtype).sum(1) / n_val_rows,
             "test_accuracy": test_hit.to(self.dtype).mean(1),
         }
         candidates = self._candidate_features(pool, state.in_use)
@@ -621,17 +639,21 @@ class PoolVectorEnv(BatchedVectorEnv):
             wrong = (r.weight * (1.0 - true_label_prob)).sum(1)
         pseudo_error = torch.where(mass > 0, wrong / torch.where(mass > 0, mass, 1.0), 0.0)
         metrics = view.metrics
-        return {
+        if self.sizes.n_val == 0:  # no validation rows: no validation metrics
+            metrics = {"test_accuracy": metrics["test_accuracy"]}
+        info = {
             **metrics,
             "theta_change": theta_change,
             "train_size": self.sizes.n_labeled + mass,
             "pseudo_label_error": pseudo_error,
-            "val_accuracy_gain": metrics["val_accuracy"] - state.baseline_accuracy[:, 0],
+            "val_accuracy_gain": (metrics["val_accuracy"] - state.baseline_accuracy[:, 0]
+                                  if self.sizes.n_val else None),
             "test_accuracy_gain": metrics["test_accuracy"] - state.baseline_accuracy[:, 1],
             "theta_from_labeled_only": (r.theta - state.baseline_theta).norm(dim=1),
             **fit,
             "invalid_action": invalid,
         }
+        return {key: value for key, value in info.items() if value is not None}
 
     def _candidate_features(self, probs: Tensor, in_use: Tensor) -> Tensor:
         """(..., C + 3) float32 features per candidate: probabilities, margin, entropy, in-use flag.

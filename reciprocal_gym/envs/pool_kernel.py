@@ -72,8 +72,8 @@ def _binary_pass(table, weights, bias, rows, n_pool, n_val, y_val, y_test, in_us
             x = zi if y_val[b, i] == 1 else -zi
             loglik += min(x, 0.0) - log1p_e[n_pool + i]  # log sigmoid(x), as |x| = |z|
             hits += (zi > 0.0) == (y_val[b, i] == 1)
-        metrics[0, b] = loglik / n_val
-        metrics[1, b] = hits / n_val
+        metrics[0, b] = loglik / max(n_val, 1)  # no validation rows: 0
+        metrics[1, b] = hits / max(n_val, 1)
         hits = 0
         for i in range(n_test):
             hits += (z[n_pool + n_val + i] > 0.0) == (y_test[b, i] == 1)

@@ -116,9 +116,14 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``num_envs``: number of learners B (vector env only).
     - ``dataset``: one of ``reciprocal_gym.data.DATASETS`` (``dataset_kwargs`` for the synthetic ones), or give
       ``X`` and ``y`` arrays, or an explicit ``split={"labeled": (X, y), "pool": ..., "val": ..., "test": ...}``
-      that every learner shares.
+      that every learner shares, or a list of B such dicts, one per learner (the same part sizes).
+    - ``split_rows``: fixed splits as dataset row ids into ``X`` / ``y`` or the named dataset,
+      ``{"labeled": ids, "pool": ids, "val": ids, "test": ids}``, each (n,) shared or (B, n) one row per learner.
+      With ``split`` or ``split_rows`` the sizes come from the split; ``"val"`` may be left out (no validation rows).
+      The selection context (``reciprocal_gym.selection_context``) exposes every learner's row ids.
     - ``n_labeled`` (20), ``n_pool``, ``n_val``, ``n_test``: split sizes (defaults: see
-      :func:`reciprocal_gym.data.resolve_sizes`); ``stratify`` (True) the labeled set over classes.
+      :func:`reciprocal_gym.data.resolve_sizes`; ``n_val=0``: no validation rows, then the validation metrics are
+      not in ``info`` and ``reward`` must be ``"stability"``); ``stratify`` (True) the labeled set over classes.
     - ``label_mode``: ``"soft"`` or ``"hard"``. ``adaptation``: ``"add"``, ``"amend"``, ``"swap"``, ``"expected"``.
     - ``label_temperature`` (1.0, in [0.01, 100]): soft labels are the predicted probabilities sharpened to
       ``p^(1/T) / sum p^(1/T)`` = softmax(logits / T): T = 1 the probabilities, T -> 0 approaches hard labels. The

@@ -66,7 +66,7 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
 
     ## Arguments
 
-    ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
+    ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
     ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``, ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
     ``backend``, ``device``, ``autoreset_mode``, ``penalty``, ``penalize_intercept``, ``standardize``,

@@ -53,7 +53,7 @@ def run_unit(task: dict[str, Any], agent_spec: dict[str, Any], seeds: int, seed_
     reference = base.score_reference(metric) if scoring.reference == "env" else np.zeros(seeds)
     curve, reference_curve = [], []
     for _ in range(task["steps"]):
-        obs, _, terminated, truncated, info = env.step(agent.act(obs))
+        obs, _, terminated, truncated, info = env.step(agent.act_in(env, obs))
         for keys, out in ((metric, curve), (scoring.reference_metric, reference_curve)):
             if keys is None:
                 continue
@@ -90,7 +90,7 @@ def preflight(suite: dict[str, Any], device: str = "cpu", seed_offset: int = 0) 
         for name in dict.fromkeys(["random", *task["agents"]]):
             try:
                 agent = build_agent(suite["agents"][name], seed_offset, env)
-                env.step(agent.act(obs))
+                env.step(agent.act_in(env, obs))
                 env.reset(seed=seed_offset)
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"task {task['name']!r} / agent {name!r}: one step failed: "

@@ -391,7 +391,7 @@ def lipschitz_probe(env: Any, agent: Any, n_probes: int = 4, delta: float = 1e-4
             base.perturb_parameters(offset)
         obs = base._observe()
         agent.reset(seed)
-        base.step(agent.act(obs))
+        base.step(agent.act_in(base, obs))
         _, y, m = base.training_measure()
         return base.parameters().clone(), y, m
 
