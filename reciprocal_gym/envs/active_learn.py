@@ -121,8 +121,7 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     ## Arguments
 
     SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``,
-    ``n_pool``,
-    ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
+    ``n_pool``, ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
     ``reward``, ``max_steps``, ``invalid_action``, ``invalid_action_penalty``, ``dtype``, ``solver``, ``tol``,
     ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``, and the learner conventions
     ``penalty``, ``penalize_intercept``, ``standardize``, ``warm_start``), and:

@@ -66,8 +66,9 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
 
     ## Arguments
 
-    ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``, ``n_pool``, ``n_val``, ``n_test``,
-    ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``, ``reward``, ``max_steps``,
+    ActiveLearn's arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``, ``n_pool``,
+    ``n_val``, ``n_test``, ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``,
+    ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
     ``backend``, ``device``, ``autoreset_mode``, ``penalty``, ``penalize_intercept``, ``standardize``,
     ``warm_start``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
