@@ -4,8 +4,9 @@ Each is a criterion ``(obs, context) -> scores (B, N)`` (higher = more wanted) f
 the env's :class:`~reciprocal_gym.SelectionContext` (``reciprocal_gym.selection_context(env)``). A candidate is
 pseudo-labeled with the current model's most probable class (hard label, as in the papers), and the training set is
 the learner's current one (labeled rows with weight 1, pool atoms with their weights). The refits use the env's own
-objective (its ``lam`` on the ``penalty`` scale, ``penalize_intercept``), B x N refits in one batched Newton solve
-(:func:`reciprocal_gym.learners.lookahead.refit_each_candidate`).
+objective (its ``lam`` on the ``penalty`` scale, ``penalize_intercept``) and solver: B x N refits in one batched
+Newton solve, or with ``solver="irls"`` R glm's IRLS (its start, deviance test and 25 iterations, as the seed paper's
+R code refits), all B x N in one batched call (:func:`reciprocal_gym.learners.lookahead.refit_each_candidate`).
 
 =========================  ==================================================================================
 criterion                  score of candidate c
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 
 from reciprocal_gym.envs.context import SelectionContext
+from reciprocal_gym.learners.irls import GLM_EPSILON, GLM_MAXIT
 from reciprocal_gym.learners.lookahead import laplace_log_evidence, linear_predictor_variance, refit_each_candidate
 
 LOOKAHEAD_TOL = 1e-12
@@ -58,18 +60,34 @@ def _refits(context: SelectionContext, name: str):
     Zc = context.features(context.pool_rows)
     yc = (context.logits > 0).to(torch.float64)
     lam, pen = context.lam_sum(extra_mass=1.0), context.penalty_mask()
-    return refit_each_candidate(Z, w, y, Zc, yc, lam, pen, context.theta, tol=LOOKAHEAD_TOL), lam, pen
+    if context.solver == "irls":  # the env's own glm fits: its start, deviance test and iteration cap
+        fit = refit_each_candidate(Z, w, y, Zc, yc, lam, pen, context.theta, solver="irls",
+                                   tol=GLM_EPSILON if context.tol is None else context.tol,
+                                   max_iter=GLM_MAXIT if context.max_iter is None else context.max_iter)
+    else:
+        fit = refit_each_candidate(Z, w, y, Zc, yc, lam, pen, context.theta, tol=LOOKAHEAD_TOL)
+    return fit, lam, pen
+
+
+def _finite(scores: Tensor, context: SelectionContext, name: str) -> Tensor:
+    """The scores, or a clear error where a refit has no finite value (unpenalized Newton fits on separated data)."""
+    bad = ~torch.isfinite(scores) & context.selectable
+    if bool(bad.any()):
+        raise ValueError(f"the criterion {name!r} has no finite value for {int(bad.sum())} candidate(s): their "
+                         "refits are unpenalized fits on separated data (the maximum-likelihood estimate does not "
+                         "exist); use lam > 0, or solver='irls', whose glm stopping point is finite")
+    return scores
 
 
 def ppp(obs: dict[str, Tensor], context: SelectionContext) -> Tensor:
     """Pseudo-posterior predictive (Laplace approximation of the extended training set's log evidence)."""
     fit, lam, pen = _refits(context, "ppp")
-    return laplace_log_evidence(fit, lam, pen)
+    return _finite(laplace_log_evidence(fit, lam, pen), context, "ppp")
 
 
 def likelihood(obs: dict[str, Tensor], context: SelectionContext) -> Tensor:
     """Max-max likelihood: the extended training set's log-likelihood at its refit."""
-    return _refits(context, "likelihood")[0].log_likelihood
+    return _finite(_refits(context, "likelihood")[0].log_likelihood, context, "likelihood")
 
 
 def predictive_variance(obs: dict[str, Tensor], context: SelectionContext) -> Tensor:
@@ -77,8 +95,8 @@ def predictive_variance(obs: dict[str, Tensor], context: SelectionContext) -> Te
     context = _binary(context, "predictive_variance")
     Z, w, _ = _training_set(context)
     variance = linear_predictor_variance(Z, w, context.theta, context.features(context.pool_rows),
-                                         context.lam_sum(), context.penalty_mask())
-    return -variance.clamp_min(0.0).sqrt()
+                                         context.lam_sum(), context.penalty_mask(), glm=context.solver == "irls")
+    return _finite(-variance.clamp_min(0.0).sqrt(), context, "predictive_variance")
 
 
 def probability_score(obs: dict[str, Tensor], context: SelectionContext) -> Tensor:

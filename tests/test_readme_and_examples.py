@@ -88,3 +88,25 @@ def test_useful_convergent_map_example_writes_the_map_and_pins_the_structure(tmp
         assert max(c["gain"] for c in plain) - min(c["gain"] for c in plain) < 1e-9
         assert all(np.isfinite([c["settled"], c["rate"], c["gain"]]).all() for c in dataset_cells)
     assert "nan" not in (tmp_path / "summary.md").read_text().lower()
+
+
+def test_paper_banknote_example_runs_the_papers_setup(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "paper_banknote.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for name in ("theta_paths.png", "total_variation.png", "summary.md", "results.json"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    payload = json.loads((tmp_path / "results.json").read_text())
+    by_criterion = payload["results"]["0.8"]
+    assert set(by_criterion) == {"PPP", "likelihood", "predictive variance", "probability score",
+                                 "PPP, label-marginal (custom)"}
+    for res in by_criterion.values():
+        paths = np.asarray(res["theta_norm"])
+        assert paths.shape == (4, 81) and np.isfinite(paths).all()  # 80 unlabeled notes: 80 steps, plus the start
+        assert np.allclose(res["total_variation"], np.abs(np.diff(paths, axis=1)).sum(1))
+        assert all(0.5 <= a <= 1.0 for a in res["test_accuracy"])
+    # the criteria make different choices: not every criterion ends on the same parameter path
+    assert len({round(float(np.asarray(r["theta_norm"]).sum()), 3) for r in by_criterion.values()}) > 1
+    assert "nan" not in (tmp_path / "summary.md").read_text().lower()

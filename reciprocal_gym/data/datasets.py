@@ -1,6 +1,9 @@
-"""Classification datasets: scikit-learn's bundled sets, seeded synthetic generators, and user arrays.
+"""Classification datasets: scikit-learn's bundled sets, the Swiss banknote data, seeded synthetic generators, and
+user arrays.
 
-Nothing is downloaded: the named real datasets are the ones scikit-learn ships inside its package.
+Nothing is downloaded: the named real datasets are the ones scikit-learn ships inside its package, and the Swiss
+banknote measurements (Flury and Riedwyl, *Multivariate Statistics: A Practical Approach*, 1988; 200 notes, six
+measurements in mm, 100 genuine and 100 counterfeit), which ship inside this package (``swiss_banknote.csv``).
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import numpy as np
 
 from reciprocal_gym.arguments import MAX_SEED, Integer, Real, show
 
-BUNDLED = ("breast_cancer", "wine", "digits", "iris")
+BUNDLED = ("breast_cancer", "wine", "digits", "iris", "swiss_banknote")
+BANKNOTE_FEATURES = ("Length", "Left", "Right", "Bottom", "Top", "Diagonal")
+"""The Swiss banknote measurements (mm), in the file's column order."""
 SYNTHETIC = ("moons", "blobs")
 DATASETS = BUNDLED + SYNTHETIC
 
@@ -143,7 +148,9 @@ def load_dataset(name: str, **params: Any) -> Dataset:
     """Load a named dataset.
 
     Bundled (scikit-learn, no parameters): ``breast_cancer`` (569 x 30, 2 classes), ``wine`` (178 x 13, 3),
-    ``digits`` (1797 x 64, 10), ``iris`` (150 x 4, 3).
+    ``digits`` (1797 x 64, 10), ``iris`` (150 x 4, 3). ``swiss_banknote`` (200 x 6, 2 classes: 0 counterfeit,
+    1 genuine; Flury and Riedwyl 1988), parameter ``features``: a sequence of column names from
+    :data:`BANKNOTE_FEATURES` (default all six, e.g. ``("Diagonal", "Bottom", "Length")`` as in the seed paper).
 
     Synthetic (parameters; the data are fixed by ``seed``, the per-learner splits by the env's seed):
 
@@ -154,6 +161,11 @@ def load_dataset(name: str, **params: Any) -> Dataset:
     """
     if not isinstance(name, str) or name not in DATASETS:
         raise ValueError(f"dataset={show(name)} is not known; choose one of {DATASETS} or pass X and y arrays")
+    if name == "swiss_banknote":
+        if set(params) - {"features"}:
+            raise ValueError(f"dataset_kwargs {sorted(set(params) - {'features'})} are not parameters of "
+                             "'swiss_banknote'; allowed: ('features',)")
+        return _swiss_banknote(**params)
     if name in BUNDLED:
         if params:
             raise ValueError(f"dataset {name!r} takes no parameters, got {sorted(params)}")
@@ -179,6 +191,25 @@ SYNTHETIC_PARAMS = {
               "separation": Real(0.0, 1e6)},
 }
 """The parameters of the synthetic datasets and what each allows."""
+
+
+def _swiss_banknote(features: Any = BANKNOTE_FEATURES) -> Dataset:
+    if isinstance(features, str) or not isinstance(features, (list, tuple)) or not features:
+        raise ValueError(f"dataset_kwargs['features']={show(features)} is not allowed; give a non-empty sequence of "
+                         f"column names from {BANKNOTE_FEATURES}")
+    unknown = [f for f in features if f not in BANKNOTE_FEATURES]
+    if unknown or len(set(features)) != len(features):
+        raise ValueError(f"dataset_kwargs['features']={show(features)} is not allowed; the names must be distinct "
+                         f"and from {BANKNOTE_FEATURES}")
+    from importlib.resources import files
+
+    text = files("reciprocal_gym.data").joinpath("swiss_banknote.csv").read_text()
+    lines = [line.split(",") for line in text.strip().splitlines()]
+    header, rows = lines[0], lines[1:]
+    columns = [header.index(f) for f in features]
+    X = np.array([[float(row[c]) for c in columns] for row in rows])
+    y = np.array([row[header.index("Status")] for row in rows])
+    return from_arrays(X, y, name="swiss_banknote")
 
 
 def _flip(y: np.ndarray, n_classes: int, label_noise: float, rng: np.random.Generator) -> np.ndarray:

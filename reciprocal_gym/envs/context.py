@@ -78,6 +78,12 @@ class SelectionContext:
     """``"mean"`` (the ridge acts on the mean loss) or ``"sum"`` (on the summed loss, scikit-learn's C = 1 / lam)."""
     penalize_intercept: bool
     """Whether the ridge acts on the intercept."""
+    solver: str = "newton"
+    """The env's ERM solver: ``"irls"`` (R glm's IRLS, its start and deviance test) or a Newton solver."""
+    tol: float | None = None
+    """The env's fit tolerance (None: the solver's default)."""
+    max_iter: int | None = None
+    """The env's iteration cap (None: the solver's default)."""
 
     @property
     def num_learners(self) -> int:

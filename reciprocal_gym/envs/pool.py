@@ -731,6 +731,8 @@ class PoolVectorEnv(BatchedVectorEnv):
             train_labels=torch.cat([onehot, state.label.to(f64)], 1),
             train_mass=torch.cat([ones, state.weight.to(f64)], 1),
             lam=lam.to(f64), penalty=self.config.penalty, penalize_intercept=self.config.penalize_intercept,
+            solver="irls" if self.config.solver == "irls" else "newton", tol=self.config.tol,
+            max_iter=self.config.max_iter,
         )
 
     def perturb_parameters(self, delta: Tensor) -> None:

@@ -102,6 +102,16 @@ def fit_irls_logistic(
                      gamma=None)
 
 
+def glm_working_weights(eta: Tensor, weights: Tensor) -> Tensor:
+    """R glm's working weights ``w (d mu / d eta)^2 / (mu (1 - mu))`` at linear predictors ``eta``, with its guards
+    (``mu`` is ``eps`` / ``1 - eps`` beyond |eta| = 30, ``d mu / d eta >= eps``): the observed information's weights,
+    positive also where the fit saturates."""
+    eps = torch.finfo(torch.float64).eps
+    mu = torch.where(eta < -30, eps, torch.where(eta > 30, 1.0 - eps, torch.sigmoid(eta)))
+    mu_eta = (torch.sigmoid(eta) * torch.sigmoid(-eta)).clamp_min(eps)
+    return weights * mu_eta * mu_eta / (mu * (1.0 - mu))
+
+
 def lam_sum_times(lam: float | Tensor, pen: Tensor, beta: Tensor) -> Tensor:
     """The ridge's contribution to the penalized deviance, ``lam_sum |beta_pen|^2`` (B,)."""
     square = (pen * beta * beta).sum(1)

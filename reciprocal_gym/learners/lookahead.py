@@ -57,7 +57,8 @@ def _hessian(Z: Tensor, w: Tensor, z: Tensor, Zc: Tensor, zc: Tensor, wc: float,
 
 
 def refit_each_candidate(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_sum: Tensor, pen: Tensor,
-                         theta0: Tensor, wc: float = 1.0, tol: float = 1e-10, max_iter: int = 50) -> LookAhead:
+                         theta0: Tensor, wc: float = 1.0, tol: float = 1e-10, max_iter: int = 50,
+                         solver: str = "newton") -> LookAhead:
     """Refit B binary logistic learners once per candidate, the candidate added with weight ``wc`` and label ``yc``.
 
     Args:
@@ -67,14 +68,43 @@ def refit_each_candidate(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor
         lam_sum: (B,) the ridge on the summed loss. pen: (p,) which coordinates it acts on (1) or not (0).
         theta0: (B, p) the start (the current fit).
         tol: stop when ``|gradient| / total weight <= tol``. max_iter: Newton iterations at most.
+        solver: ``"newton"`` (the above), or ``"irls"``: each refit by
+            :func:`~reciprocal_gym.learners.irls.fit_irls_logistic` (R glm's start, deviance test with ``tol`` as its
+            epsilon, ``max_iter`` iterations), the B x N extended training sets stacked as learners of one batched
+            call; the Hessian is then glm's (R's clamped working weights), finite also for separated data.
     """
     B, N, p = Zc.shape
     n = Z.shape[1]
     chunk = max(1, min(N, _ELEMENTS // max(1, B * n * p)))
-    parts = [_refit_chunk(Z, w, y, Zc[:, lo:lo + chunk], yc[:, lo:lo + chunk], lam_sum, pen, theta0, wc, tol,
-                          max_iter) for lo in range(0, N, chunk)]
+    refit = _irls_chunk if solver == "irls" else _refit_chunk
+    parts = [refit(Z, w, y, Zc[:, lo:lo + chunk], yc[:, lo:lo + chunk], lam_sum, pen, theta0, wc, tol, max_iter)
+             for lo in range(0, N, chunk)]
     return LookAhead(*(torch.cat([getattr(part, field) for part in parts], 1)
                        for field in ("theta", "log_likelihood", "log_det_hessian", "converged")))
+
+
+def _irls_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_sum: Tensor, pen: Tensor,
+                theta0: Tensor, wc: float, tol: float, max_iter: int) -> LookAhead:
+    """The chunk's refits by R glm's IRLS: the extended training sets as B * K learners of one batched fit."""
+    from reciprocal_gym.learners.irls import fit_irls_logistic, glm_working_weights
+
+    B, K, p = Zc.shape
+    n = Z.shape[1]
+    X = torch.cat([Z.unsqueeze(1).expand(B, K, n, p), Zc.unsqueeze(2)], 2).reshape(B * K, n + 1, p)
+    weights = torch.cat([w.unsqueeze(1).expand(B, K, n), torch.full((B, K, 1), wc, dtype=w.dtype,
+                                                                        device=w.device)], 2).reshape(B * K, -1)
+    labels = torch.cat([y.unsqueeze(1).expand(B, K, n), yc.unsqueeze(2)], 2).reshape(B * K, -1)
+    lam = lam_sum.repeat_interleave(K)
+    fit = fit_irls_logistic(X, weights, labels, lam, free_intercept=bool(pen[-1] == 0), epsilon=tol,
+                            max_iter=max_iter)
+    theta = fit.theta
+    eta = torch.bmm(X, theta.unsqueeze(-1)).squeeze(-1)
+    loss = (weights * (torch.nn.functional.softplus(eta) - labels * eta)).sum(1)
+    W = glm_working_weights(eta, weights)
+    H = torch.bmm(X.transpose(1, 2), X * W.unsqueeze(-1)) + torch.diag_embed(lam.view(-1, 1) * pen)
+    log_det = torch.linalg.slogdet(H)[1]
+    return LookAhead(theta=theta.view(B, K, p), log_likelihood=-loss.view(B, K), log_det_hessian=log_det.view(B, K),
+                     converged=fit.converged.view(B, K))
 
 
 def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_sum: Tensor, pen: Tensor,
@@ -143,13 +173,21 @@ def laplace_log_evidence(fit: LookAhead, lam_sum: Tensor, pen: Tensor) -> Tensor
     return fit.log_likelihood + log_prior + 0.5 * P * math.log(2 * math.pi) - 0.5 * fit.log_det_hessian
 
 
-def linear_predictor_variance(Z: Tensor, w: Tensor, theta: Tensor, Zc: Tensor, lam_sum: Tensor, pen: Tensor
-                              ) -> Tensor:
+def linear_predictor_variance(Z: Tensor, w: Tensor, theta: Tensor, Zc: Tensor, lam_sum: Tensor, pen: Tensor,
+                              glm: bool = False) -> Tensor:
     """(B, N) the variance ``x_c' H^-1 x_c`` of each candidate's linear predictor at the fit ``theta`` (B, p), with H
     the summed objective's Hessian on the training atoms (B, n, p) and weights (B, n): the Laplace posterior's
-    variance of ``x_c . theta`` (its square root is the standard error)."""
-    s = torch.sigmoid(torch.einsum("bnp,bp->bn", Z, theta))
-    H = torch.einsum("bn,bnp,bnq->bpq", w * s * (1 - s), Z, Z) + torch.diag_embed(lam_sum.view(-1, 1) * pen)
+    variance of ``x_c . theta`` (its square root is the standard error; ``glm``: with R glm's working weights, as
+    ``predict(fit, se.fit = TRUE)`` on the link scale)."""
+    eta = torch.einsum("bnp,bp->bn", Z, theta)
+    if glm:
+        from reciprocal_gym.learners.irls import glm_working_weights
+
+        v = glm_working_weights(eta, w)
+    else:
+        s = torch.sigmoid(eta)
+        v = w * s * (1 - s)
+    H = torch.einsum("bn,bnp,bnq->bpq", v, Z, Z) + torch.diag_embed(lam_sum.view(-1, 1) * pen)
     L, info = torch.linalg.cholesky_ex(H)
     if bool((info > 0).any()):
         jitter = H.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(1.0) * 1e-10
