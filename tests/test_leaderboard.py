@@ -194,3 +194,32 @@ def test_bench_command_reports_every_env(capsys):
     assert main(["bench", "--num-envs", "2", "--steps", "2"]) == 0
     out = capsys.readouterr().out
     assert all(env_id in out for env_id in reciprocal_gym.ENV_IDS)
+
+
+def test_the_quick_suites_learning_tasks_separate_their_agents():
+    """Each self-training task of the quick suite has at least one pair of reference agents whose 95 % intervals do
+    not overlap (the tasks were chosen where selection matters; scored by the gain's learning-curve AUC)."""
+    from reciprocal_gym.leaderboard.separation import task_separation
+
+    suite = load_suite("quick")
+    for task in suite["tasks"]:
+        if task["env"] != "Reciprocal-SelfTrain-v0":
+            continue
+        assert task["score"] == "auc" and task["metric"] == "test_accuracy_gain" and task["probes"]
+        result = task_separation(task, suite, suite["seeds"])
+        assert result["separated_pairs"], (task["name"], result["agents"])
+
+
+def test_tasks_scored_by_auc_use_the_curves_mean_and_the_task_list_says_what_each_probes():
+    from reciprocal_gym.leaderboard import report
+
+    rows = [{"task": "t", "agent": a, "seed": s, "final": f, "auc": u, "reference": 1.0, "verdict": "converged"}
+            for a, s, f, u in (("random", 0, 0.5, 0.2), ("random", 1, 0.5, 0.4), ("x", 0, 0.5, 0.7),
+                               ("x", 1, 0.5, 0.7))]
+    assert report.scores(rows)["x"]["t"].tolist() == [0.0, 0.0]  # equal finals
+    auc = report.scores(rows, {"t": "auc"})["x"]["t"]  # (0.7 - 0.3) / (1 - 0.3)
+    assert np.allclose(auc, [0.4 / 0.7, 0.4 / 0.7])
+    info = {"suite": "s", "run_id": 1, "versions": {}, "suite_def": {"seeds": 2, "tasks": [
+        {"name": "t", "env": "Reciprocal-SelfTrain-v0", "steps": 3, "score": "auc", "probes": "what t probes"}]}}
+    text = report.markdown(info, {"Reciprocal-SelfTrain-v0": report.table(rows, 50, {"t": "auc"})})
+    assert "| t | Reciprocal-SelfTrain-v0 | 3 | auc | what t probes |" in text

@@ -37,6 +37,8 @@ TINY = {
 
 # one mistake each: (a function that makes it in a copy of the suite, a word its problem line must contain)
 MISTAKES = {
+    "bad score": (lambda s: s["tasks"][0].update(score="median"), "score='median' is not allowed"),
+    "probes not text": (lambda s: s["tasks"][0].update(probes=3), "probes=3 must be a string"),
     "unknown env": (lambda s: s["tasks"][0].update(env="Reciprocal-SelfTrian-v0"), "Reciprocal-SelfTrian-v0"),
     "kwarg typo": (lambda s: s["tasks"][1]["kwargs"].update(n_arm=3), "'n_arm'"),
     "bad kwarg value": (lambda s: s["tasks"][1]["kwargs"].update(lam=-1.0), "lam=-1.0"),

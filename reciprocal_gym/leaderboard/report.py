@@ -1,13 +1,14 @@
 """Scores, the ranked table, and the Markdown / JSON / HTML exports of a leaderboard run.
 
 Normalized score of a (task, agent, seed): ``(final - R) / (U - R)`` with R the random agent's mean final metric on
-the task and U the mean upper reference: for self-training and active learning the test accuracy of the model
-fitted on all true labels of the labeled set and pool; for bandits the optimal arm (regret 0); for the solver task
-the best omega of the grid in hindsight for every system. So random = 0, the reference = 1 (an agent can beat the
-all-labels fit, or a regret can be worse than random's: scores are not clipped). A task whose reference equals
-random's mean scores 0 for every agent. Agents are ranked by the IQM of their scores over all (task, seed) pairs,
-with stratified bootstrap 95 % intervals, one table per environment; ``P(>next)`` is the probability of improvement
-over the next agent.
+the task and U the mean upper reference (a task with ``"score": "auc"`` scores the metric's mean over the steps, the
+area under its learning curve, in place of the final metric): for self-training and active learning the test
+accuracy of the model fitted on all true labels of the labeled set and pool; for bandits the optimal arm (regret 0);
+for the solver task the best omega of the grid in hindsight for every system. So random = 0, the reference = 1 (an
+agent can beat the all-labels fit, or a regret can be worse than random's: scores are not clipped). A task whose
+reference equals random's mean scores 0 for every agent. Agents are ranked by the IQM of their scores over all
+(task, seed) pairs, with stratified bootstrap 95 % intervals, one table per environment; ``P(>next)`` is the
+probability of improvement over the next agent.
 
 A metric stored as missing (not a finite number) is left out of the scores and counted in the ``missing`` column;
 a run whose units are not all stored (it stopped early, or is still running) is marked incomplete everywhere.
@@ -28,24 +29,28 @@ from reciprocal_gym.envs.scoring import scoring_of
 from reciprocal_gym.leaderboard.stats import iqm, probability_of_improvement, stratified_bootstrap_ci
 
 
-def scores(results: list[dict[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
-    """agent -> task -> normalized scores over seeds."""
+def scores(results: list[dict[str, Any]], score_of: dict[str, str] | None = None
+           ) -> dict[str, dict[str, np.ndarray]]:
+    """agent -> task -> normalized scores over seeds; ``score_of``: task -> ``"final"`` (default) or ``"auc"``, the
+    result field scored (the metric at the last step or its mean over the steps)."""
+    score_of = score_of or {}
     by_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in results:
         by_task[r["task"]].append(r)
     out: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for task, rows in by_task.items():
-        random_rows = [r for r in rows if r["agent"] == "random" and r["final"] is not None
+        field = score_of.get(task, "final")
+        random_rows = [r for r in rows if r["agent"] == "random" and r[field] is not None
                        and r["reference"] is not None]
         if not random_rows:  # not run yet (an incomplete run), or every random metric missing: not normalizable
             continue
-        low = float(np.mean([r["final"] for r in random_rows]))
+        low = float(np.mean([r[field] for r in random_rows]))
         high = float(np.mean([r["reference"] for r in random_rows]))
         span = high - low
         agents: dict[str, list[float]] = defaultdict(list)
         for r in sorted(rows, key=lambda r: r["seed"]):
-            if r["final"] is not None:
-                agents[r["agent"]].append((r["final"] - low) / span if abs(span) > 1e-12 else 0.0)
+            if r[field] is not None:
+                agents[r["agent"]].append((r[field] - low) / span if abs(span) > 1e-12 else 0.0)
         for agent, values in agents.items():
             out[agent][task] = np.asarray(values)
     return out
@@ -57,10 +62,11 @@ def _tidy(value: float) -> float:
     return 0.0 if abs(value) < 1e-12 else value
 
 
-def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any]]:
+def table(results: list[dict[str, Any]], reps: int = 2000, score_of: dict[str, str] | None = None
+          ) -> list[dict[str, Any]]:
     """The ranked rows: agent, IQM with its interval, mean, per-task means, verdict shares, P(> next)."""
     # tasks an agent has no score on (every metric missing) are left out, so that intervals see only real values
-    per_agent = {a: {t: v for t, v in tasks.items() if len(v)} for a, tasks in scores(results).items()}
+    per_agent = {a: {t: v for t, v in tasks.items() if len(v)} for a, tasks in scores(results, score_of).items()}
     verdicts: dict[str, Counter] = defaultdict(Counter)
     missing: Counter = Counter()
     for r in results:
@@ -87,11 +93,12 @@ def table(results: list[dict[str, Any]], reps: int = 2000) -> list[dict[str, Any
 def tables(info: dict[str, Any], results: list[dict[str, Any]], reps: int = 2000) -> dict[str, list[dict[str, Any]]]:
     """One ranked table per environment (so agents are compared on the same tasks), keyed by env id."""
     env_of = {t["name"]: t["env"] for t in info["suite_def"]["tasks"]}
+    score_of = {t["name"]: t.get("score", "final") for t in info["suite_def"]["tasks"]}
     out = {}
     for env_id in dict.fromkeys(env_of.values()):
         subset = [r for r in results if env_of.get(r["task"]) == env_id]
         if subset:
-            out[env_id] = table(subset, reps)
+            out[env_id] = table(subset, reps, score_of)
     return out
 
 
@@ -139,7 +146,11 @@ def markdown(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]]) -> s
     for group, rows in groups.items():
         note = _missing_note(rows)
         lines += [f"## {group}", "", _markdown_rows(rows)] + ([note, ""] if note else [])
-    return "\n".join(lines)
+    lines += ["## Tasks", "", "| task | env | steps | score | what it probes |", "|---|---|---|---|---|"]
+    for task in info["suite_def"]["tasks"]:
+        lines.append(f"| {task['name']} | {task['env']} | {task['steps']} | {task.get('score', 'final')} | "
+                     f"{task.get('probes', '')} |")
+    return "\n".join(lines) + "\n"
 
 
 def _markdown_rows(rows: list[dict[str, Any]]) -> str:

@@ -28,7 +28,9 @@ from reciprocal_gym.envs.scoring import scoring_of
 
 BUILTIN = ("quick", "full")
 SUITE_KEYS = ("name", "description", "seeds", "tasks", "agents")
-TASK_KEYS = ("name", "kind", "env", "kwargs", "steps", "agents", "metric")
+TASK_KEYS = ("name", "kind", "env", "kwargs", "steps", "agents", "metric", "score", "probes")
+SCORES = ("final", "auc")
+"""What a task scores: the metric at the last step, or its mean over the steps (the area under the learning curve)."""
 
 
 def kinds_of_envs() -> dict[str, str]:
@@ -85,11 +87,11 @@ def validate(suite: Any, source: str = "<dict>") -> None:
     """Check a whole suite before anything runs; raise :class:`SuiteError` listing every problem found.
 
     Checked: the keys of the suite, its tasks and agents (typos are named with the nearest valid key); ``seeds``
-    (an int >= 2); each task's ``name`` (unique), ``env`` (a registered id), ``kind`` (the env's kind),
-    ``steps`` (an int in [1, 1e6]), ``kwargs`` (every key an argument of the env, every value allowed: the env's
-    config is built from them) and ``agents`` (defined by the suite); each agent's class (a reference agent or an
-    importable ``module:Class``) and ``params`` (the class's parameters, values checked by building the agent),
-    or an SB3 model file."""
+    (an int >= 2); each task's ``name`` (unique), ``env`` (a registered id), ``kind`` (the env's kind), ``steps``
+    (an int in [1, 1e6]), ``score`` (``"final"`` or ``"auc"``), ``probes`` (text), ``kwargs`` (every key an argument
+    of the env, every value allowed: the env's config is built from them) and ``agents`` (defined by the suite);
+    each agent's class (a reference agent or an importable ``module:Class``) and ``params`` (the class's parameters,
+    values checked by building the agent), or an SB3 model file."""
     if not isinstance(suite, dict):
         raise SuiteError(source, [f"a suite is a JSON object with keys {SUITE_KEYS}, got {type(suite).__name__}"])
     problems: list[str] = []
@@ -161,6 +163,10 @@ def _task_problems(task: Any, agents: dict[str, Any], names: set[str]) -> list[s
     if "metric" in task and env_id is not None and task["metric"] not in scoring_of(env_id).metrics:
         problems.append(f"metric={task['metric']!r} is not allowed; tasks on {env_id} take one of "
                         f"{scoring_of(env_id).metrics}")
+    if "score" in task and task["score"] not in SCORES:
+        problems.append(f"score={task['score']!r} is not allowed; choose one of {SCORES}")
+    if "probes" in task and not isinstance(task["probes"], str):
+        problems.append(f"probes={task['probes']!r} must be a string (what the task probes)")
     kwargs = task.get("kwargs", {})
     if not isinstance(kwargs, dict):
         problems.append(f"kwargs must be an object of env arguments, got {type(kwargs).__name__}")

@@ -46,14 +46,19 @@ def _objective_parts(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, wc
     return z, zc, loss, th
 
 
-def _hessian(Z: Tensor, w: Tensor, z: Tensor, Zc: Tensor, zc: Tensor, wc: float, ridge: Tensor) -> Tensor:
-    """(B, K, p, p) Hessians of the summed objective."""
+def _hessian(ZZ: Tensor, w: Tensor, z: Tensor, Zc: Tensor, zc: Tensor, wc: float, ridge: Tensor) -> Tensor:
+    """(B, K, p, p) Hessians of the summed objective; ``ZZ`` (B, n, p * p) the training atoms' outer products, so the
+    training part of all K Hessians of a learner is one matrix product (K, n) x (n, p * p)."""
+    B, K, p = Zc.shape
     s = torch.sigmoid(z)
     v = w.unsqueeze(1) * s * (1.0 - s)  # (B, K, n)
-    H = torch.matmul((Z.unsqueeze(1) * v.unsqueeze(-1)).transpose(-1, -2), Z.unsqueeze(1))
+    H = torch.bmm(v, ZZ).view(B * K, p, p)
     sc = torch.sigmoid(zc)
-    H = H + (wc * sc * (1.0 - sc)).unsqueeze(-1).unsqueeze(-1) * Zc.unsqueeze(-1) * Zc.unsqueeze(-2)
-    return H + torch.diag_embed(ridge).unsqueeze(1)
+    scaled = (wc * sc * (1.0 - sc)).unsqueeze(-1) * Zc  # the candidate's rank-one term, added in place
+    H.baddbmm_(scaled.reshape(B * K, p, 1), Zc.reshape(B * K, 1, p))
+    H = H.view(B, K, p, p)
+    H.diagonal(dim1=-2, dim2=-1).add_(ridge.unsqueeze(1))
+    return H
 
 
 def refit_each_candidate(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_sum: Tensor, pen: Tensor,
@@ -75,7 +80,7 @@ def refit_each_candidate(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor
     """
     B, N, p = Zc.shape
     n = Z.shape[1]
-    chunk = max(1, min(N, _ELEMENTS // max(1, B * n * p)))
+    chunk = max(1, min(N, _ELEMENTS // max(1, B * max(n, p) * p)))
     refit = _irls_chunk if solver == "irls" else _refit_chunk
     parts = [refit(Z, w, y, Zc[:, lo:lo + chunk], yc[:, lo:lo + chunk], lam_sum, pen, theta0, wc, tol, max_iter)
              for lo in range(0, N, chunk)]
@@ -112,6 +117,7 @@ def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_su
     B, K, p = Zc.shape
     ridge = lam_sum.view(B, 1) * pen  # (B, p)
     total = (w.sum(1) + wc).view(B, 1)
+    ZZ = (Z.unsqueeze(-1) * Z.unsqueeze(-2)).reshape(B, Z.shape[1], p * p)
     th = theta0.unsqueeze(1).expand(B, K, p).clone()
     eps = torch.finfo(Z.dtype).eps
 
@@ -130,7 +136,7 @@ def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_su
         active = active & ~converged
         if not bool(active.any()):
             break
-        H = _hessian(Z, w, z, Zc, zc, wc, ridge)
+        H = _hessian(ZZ, w, z, Zc, zc, wc, ridge)
         L, info = torch.linalg.cholesky_ex(H)
         if bool((info > 0).any()):  # singular (lam = 0, degenerate data): a little jitter on those
             jitter = (H.diagonal(dim1=-2, dim2=-1).abs().mean(-1, keepdim=True).clamp_min(1.0) * 1e-10)
@@ -153,7 +159,7 @@ def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_su
             t = t * 0.5
         active = active & accepted  # a fit whose line search found no decrease has stalled at rounding level
         th, z, zc, f = new_th, new_z, new_zc, new_f
-    H = _hessian(Z, w, z, Zc, zc, wc, ridge)
+    H = _hessian(ZZ, w, z, Zc, zc, wc, ridge)
     log_det = 2.0 * torch.log(torch.linalg.cholesky_ex(H)[0].diagonal(dim1=-2, dim2=-1)).sum(-1)
     _, _, loss, _ = _objective_parts(Z, w, y, Zc, yc, wc, th)
     return LookAhead(theta=th, log_likelihood=-loss, log_det_hessian=log_det, converged=converged)
