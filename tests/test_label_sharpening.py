@@ -108,3 +108,61 @@ def test_gains_over_the_labeled_only_fit_are_reported():
 def test_a_temperature_with_hard_labels_is_refused():
     with pytest.raises(ValueError, match="label_temperature=0.5 would be ignored"):
         gym.make("Reciprocal-SelfTrain-v0", label_mode="hard", label_temperature=0.5)
+
+
+def _threshold_env(adaptation, k, threshold, num_envs=2, **kwargs):
+    return gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        dataset="breast_cancer", n_labeled=10, n_pool=120, label_mode="hard", adaptation=adaptation,
+                        k=k, label_threshold=threshold, **kwargs)
+
+
+@pytest.mark.parametrize("adaptation, k", [("add", 4), ("amend", 10), ("swap", 4)])
+def test_a_confidence_threshold_keeps_unsure_points_out(adaptation, k):
+    threshold = 0.97
+    env = _threshold_env(adaptation, k, threshold, buffer_size=12 if adaptation == "swap" else None)
+    obs, _ = env.reset(seed=0)
+    agent = SelectionAgent("confidence", "random", k=k, seed=3)
+    for _ in range(4):
+        confident = obs["log_probs"].max(-1).values >= torch.log(torch.tensor(threshold, dtype=torch.float64))
+        action = agent.act(obs)
+        obs, _, _, _, info = env.step(action)
+        chosen_confident = confident.gather(1, action)
+        assert torch.equal(info["below_threshold"], (~chosen_confident).sum(1))
+        in_use = env.unwrapped.state.in_use
+        assert not bool(in_use.gather(1, action)[~chosen_confident].any())  # the unsure picks did not join
+        if adaptation == "amend":  # the pseudo-labeled part is exactly the confident picks
+            assert torch.equal(in_use.sum(1), chosen_confident.sum(1))
+    assert int(info["below_threshold"].sum()) > 0  # the case was exercised
+
+
+def test_threshold_zero_changes_nothing_and_thresholds_sweep_per_learner():
+    zero = _threshold_env("amend", 10, 0.0)
+    plain = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                         dataset="breast_cancer", n_labeled=10, n_pool=120, label_mode="hard", adaptation="amend", k=10)
+    sweep = _threshold_env("amend", 10, [0.9, 0.99])
+    alone = [_threshold_env("amend", 10, t, num_envs=1) for t in (0.9, 0.99)]
+    envs = [plain, zero, sweep, *alone]
+    for env in (plain, zero, sweep):
+        env.reset(seed=0)
+    for b, env in enumerate(alone):
+        env.reset(seed=b)  # learner b of the sweep is seeded 0 + b
+    for step in range(3):
+        action = torch.arange(10).repeat(2, 1) + 7 * step
+        for env in envs:
+            env.step(action if env.num_envs == 2 else action[:1])
+        assert torch.equal(plain.unwrapped.state.theta, zero.unwrapped.state.theta)
+        for b in range(2):
+            torch.testing.assert_close(sweep.unwrapped.state.theta[b], alone[b].unwrapped.state.theta[0], rtol=0,
+                                       atol=1e-12)
+    assert "below_threshold" not in plain.step(torch.arange(10).repeat(2, 1))[4]
+
+
+def test_a_threshold_drops_the_laws_mass_on_unsure_points_in_expected_mode():
+    env = _threshold_env("expected", 10, 0.99, num_envs=1)
+    obs, _ = env.reset(seed=0)
+    law = torch.full((1, 120), 1.0 / 120, dtype=torch.float64)
+    sure = obs["log_probs"].max(-1).values >= torch.log(torch.tensor(0.99, dtype=torch.float64))
+    _, _, _, _, info = env.step(law)
+    weight = env.unwrapped.state.weight
+    assert bool((weight[~sure] == 0).all()) and bool((weight[sure] > 0).all())
+    assert int(info["below_threshold"][0]) == int((~sure).sum())

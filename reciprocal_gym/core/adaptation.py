@@ -83,6 +83,11 @@ def _leave(state: ReciprocalState, leaving: Tensor) -> ReciprocalState:
     )
 
 
+def drop(state: ReciprocalState, leaving: Tensor) -> ReciprocalState:
+    """The atoms where ``leaving`` (B, n_pool) is True leave the training set (weight 0, no label, not in use)."""
+    return _leave(state, leaving & state.in_use)
+
+
 def add(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
     """Greedy add-only: atoms ``index`` (B, k) join with ``labels`` (B, k, C)."""
     return _join(state, index, labels)

@@ -378,9 +378,21 @@ class PoolVectorEnv(BatchedVectorEnv):
         choice = parts.selection.decode(self, state, actions, rows)
         if cfg.invalid_action == "raise" and bool(choice.invalid.any()):
             raise_masked(choice.invalid)
-        labels = parts.labels.labels(self, state, view, None if cfg.adaptation == "expected" else choice.selection)
+        expected = cfg.adaptation == "expected"
+        labels = parts.labels.labels(self, state, view, None if expected else choice.selection)
+        admitted = getattr(parts.labels, "admitted", lambda *_: None)(self, view, None if expected else
+                                                                       choice.selection)
+        below = None
+        if admitted is not None and expected:  # the law's mass on points below the threshold is dropped
+            below = ((choice.selection > 0) & ~admitted & choice.update.unsqueeze(1)).sum(1)
+            choice = replace(choice, selection=choice.selection * admitted)
         before = state.reciprocal
         moved = self._adapt(before, choice, labels)
+        if admitted is not None and not expected:  # selected points below the threshold do not join
+            rejected = torch.zeros_like(moved.in_use).scatter(1, choice.selection, ~admitted)
+            rejected = rejected & choice.update.unsqueeze(1)
+            moved = adapt.drop(moved, rejected)
+            below = rejected.sum(1)
         moved = moved.replace(step=moved.step + 1)
         update = choice.update
         if not bool(update.all()):  # a learner that does not update still counts the step
@@ -399,6 +411,8 @@ class PoolVectorEnv(BatchedVectorEnv):
         terminated = rows & ended
         truncated = rows & ~terminated & (new.step >= cfg.max_steps)
         info = self._step_info(new, new_view, fit, theta_change, choice.invalid, label_stats)
+        if below is not None:
+            info["below_threshold"] = below
         self.state, self.view = new, new_view
         return reward, terminated, truncated, {**info, **label_info}
 

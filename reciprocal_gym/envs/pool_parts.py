@@ -276,11 +276,27 @@ class LabelSource(Protocol):
 @dataclass(frozen=True)
 class ModelLabels:
     """Self-training: each selected point is labeled with the model's own prediction (``"soft"``: the predicted
-    probabilities sharpened by ``temperature``; ``"hard"``: the argmax class). Labels cost nothing."""
+    probabilities sharpened by ``temperature``; ``"hard"``: the argmax class). Labels cost nothing. With a
+    ``threshold`` > 0, a selected point whose predicted probability of its most probable class is below it is not
+    pseudo-labeled (threshold self-training): it does not join the training set."""
 
     mode: str
     temperature: float | Tensor = 1.0
     """Shared, or (B,) one per learner."""
+    threshold: float | Tensor = 0.0
+    """Confidence threshold in [0, 1): shared, or (B,) one per learner; 0 admits every selected point."""
+
+    def admitted(self, env: PoolVectorEnv, view: PoolView, selection: Tensor | None) -> Tensor | None:
+        """(B, k) bool of the selected points, or (B, n_pool) of every pool point (expected mode), whose confidence
+        reaches the threshold (compared on the log scale, from the logits); None when there is no threshold."""
+        if not isinstance(self.threshold, Tensor) and self.threshold == 0.0:
+            return None
+        log_conf = view.pool_log_probs.max(-1).values
+        if selection is not None:
+            log_conf = log_conf.gather(1, selection)
+        threshold = adapt.per_learner(self.threshold, log_conf)
+        log_threshold = torch.log(torch.as_tensor(threshold, dtype=torch.float64, device=log_conf.device))
+        return log_conf.to(torch.float64) >= log_threshold
 
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
         return {}

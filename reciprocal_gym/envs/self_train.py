@@ -20,6 +20,7 @@ class SelfTrainConfig(PoolConfig):
 
     label_mode: str = setting("soft", Choice(adapt.LABEL_MODES))
     label_temperature: float = setting(1.0, PerLearner(0.01, 100.0))
+    label_threshold: float = setting(0.0, PerLearner(0.0, 1.0, open_high=True))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -132,12 +133,17 @@ class SelfTrainVectorEnv(PoolVectorEnv):
       parameters that produced it, so in amend and expected modes the fixed point is the labeled-only fit with
       ridge ``lam * (n_labeled + k) / n_labeled``, whatever is selected; T < 1 gives labels that carry signal
       (and selection then matters) while staying Lipschitz.
+    - ``label_threshold`` (0.0, in [0, 1)): threshold self-training: a selected point whose predicted probability of
+      its most probable class is below the threshold is not pseudo-labeled and does not join the training set (it
+      stays selectable); ``info["below_threshold"]`` counts them per step (in expected mode: pool points with law
+      mass that the threshold dropped). The label map then jumps where a point's confidence crosses the threshold:
+      it is not Lipschitz in theta, so the convergence theorem's condition fails for any threshold > 0.
     - ``k`` (1): points selected per step (the pseudo-label mass in expected mode). ``buffer_size``: swap capacity
       (default ``n_labeled``). ``expected_rate`` (1.0): step size of the mean-field update.
     - ``lam`` (0.01): ridge strength on the mean loss (>= 0; 0 gives unpenalized fits, which may not exist).
 
-    Per learner: ``lam``, ``expected_rate`` and ``label_temperature`` take a number (shared) or a length-B
-    sequence / array / tensor with one value per learner, so a sweep runs in one batch; learner i then follows
+    Per learner: ``lam``, ``expected_rate``, ``label_temperature`` and ``label_threshold`` take a number (shared) or
+    a length-B sequence / array / tensor with one value per learner, so a sweep runs in one batch; learner i follows
     the env made with the i-th values and seeded ``seed + i``. ``k`` fixes the action space and is shared.
     - ``reward``: see Rewards. ``max_steps`` (50): truncation.
     - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
@@ -192,7 +198,8 @@ class SelfTrainVectorEnv(PoolVectorEnv):
         """k selected points (or a selection law), pseudo-labeled by the model; the pool-exhausted end."""
         cfg = self.config
         return PoolParts(selection=IndexSelection(),
-                         labels=ModelLabels(cfg.label_mode, self.learner_setting("label_temperature")),
+                         labels=ModelLabels(cfg.label_mode, self.learner_setting("label_temperature"),
+                                            self.learner_setting("label_threshold")),
                          reward=ValidationReward(cfg.reward, cfg.invalid_action_penalty))
 
 
