@@ -7,6 +7,7 @@ observation. Agents are seeded with ``reset(seed)`` and use their own torch gene
 
 from agents.bandits import LinUCBAgent, ThompsonAgent, UCB1Agent
 from agents.base import Agent
+from agents.curriculum import CURRICULUM_SETTINGS, CurriculumAgent
 from agents.selection import (
     CRITERIA,
     RULES,
@@ -22,6 +23,8 @@ from agents.selection import (
 
 __all__ = [
     "CRITERIA",
+    "CURRICULUM_SETTINGS",
+    "CurriculumAgent",
     "RULES",
     "Agent",
     "LinUCBAgent",

@@ -7,6 +7,9 @@ Adaptation modes (the update of the training set after the selection):
 - ``add`` (greedy): the selected atoms join with weight 1 and never leave.
 - ``amend`` (non-greedy re-selection): the pseudo-labeled part is replaced by this step's selection; its size is
   the number selected per step.
+- ``subset`` (non-greedy re-selection of any size): the pseudo-labeled part becomes exactly this step's set of
+  points, of any size (an empty set leaves the labeled set alone): curriculum labeling and threshold self-training
+  select this way.
 - ``swap`` (non-greedy): the selected atoms join; once the pseudo-labeled part holds ``capacity`` atoms, as many of
   the oldest leave (first in, first out; ties broken by pool index) and may be selected again later.
 - ``evict`` (non-greedy, chosen): like ``swap``, but the caller names the atoms that leave.
@@ -23,7 +26,7 @@ from torch import Tensor
 from reciprocal_gym.core.state import ReciprocalState
 
 LABEL_MODES = ("soft", "hard")
-ADAPTATIONS = ("add", "amend", "swap", "expected")
+ADAPTATIONS = ("add", "amend", "swap", "expected", "subset")
 
 
 def per_learner(value: float | Tensor, like: Tensor) -> float | Tensor:
@@ -96,6 +99,17 @@ def add(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalStat
 def amend(state: ReciprocalState, index: Tensor, labels: Tensor) -> ReciprocalState:
     """Non-greedy re-selection: the pseudo-labeled part becomes exactly the atoms ``index`` (B, k)."""
     return _join(_leave(state, state.in_use), index, labels)
+
+
+def subset(state: ReciprocalState, chosen: Tensor, labels: Tensor) -> ReciprocalState:
+    """The pseudo-labeled part becomes exactly the atoms where ``chosen`` (B, n_pool) is True, weight 1 each, with
+    ``labels`` (B, n_pool, C) (those of every pool atom); ages restart as in :func:`amend`."""
+    return state.replace(
+        weight=chosen.to(state.weight.dtype),
+        label=torch.where(chosen.unsqueeze(-1), labels, torch.zeros_like(labels)),
+        in_use=chosen.clone(),
+        age=torch.where(chosen, state.step.unsqueeze(1).expand_as(state.age), torch.full_like(state.age, -1)),
+    )
 
 
 def swap(state: ReciprocalState, index: Tensor, labels: Tensor, capacity: int) -> ReciprocalState:

@@ -126,6 +126,9 @@ class PoolConfig:
             raise ValueError("X and y must be given together")
         if self.buffer_size is not None and self.adaptation != "swap":
             raise ValueError(f"buffer_size is only used by adaptation='swap', not {self.adaptation!r}")
+        if self.adaptation == "subset" and self.k != 1:
+            raise ValueError(f"k={self.k!r} is not used with adaptation='subset' (the action is a set of pool points "
+                             "of any size); leave k at 1")
         if self.solver == "irls" and self.warm_start:
             raise ValueError("warm_start=True is not allowed with solver='irls': IRLS starts from R glm's start each "
                              "fit; leave warm_start unset (or False)")
@@ -378,17 +381,18 @@ class PoolVectorEnv(BatchedVectorEnv):
         choice = parts.selection.decode(self, state, actions, rows)
         if cfg.invalid_action == "raise" and bool(choice.invalid.any()):
             raise_masked(choice.invalid)
-        expected = cfg.adaptation == "expected"
-        labels = parts.labels.labels(self, state, view, None if expected else choice.selection)
-        admitted = getattr(parts.labels, "admitted", lambda *_: None)(self, view, None if expected else
+        whole_pool = cfg.adaptation in ("expected", "subset")  # a law or a set over the pool: labels for every point
+        labels = parts.labels.labels(self, state, view, None if whole_pool else choice.selection)
+        admitted = getattr(parts.labels, "admitted", lambda *_: None)(self, view, None if whole_pool else
                                                                        choice.selection)
         below = None
-        if admitted is not None and expected:  # the law's mass on points below the threshold is dropped
+        if admitted is not None and whole_pool:  # the law's mass, or the set's points, below the threshold drop out
             below = ((choice.selection > 0) & ~admitted & choice.update.unsqueeze(1)).sum(1)
-            choice = replace(choice, selection=choice.selection * admitted)
+            choice = replace(choice, selection=choice.selection & admitted if cfg.adaptation == "subset"
+                             else choice.selection * admitted)
         before = state.reciprocal
         moved = self._adapt(before, choice, labels)
-        if admitted is not None and not expected:  # selected points below the threshold do not join
+        if admitted is not None and not whole_pool:  # selected points below the threshold do not join
             rejected = torch.zeros_like(moved.in_use).scatter(1, choice.selection, ~admitted)
             rejected = rejected & choice.update.unsqueeze(1)
             moved = adapt.drop(moved, rejected)
@@ -427,6 +431,8 @@ class PoolVectorEnv(BatchedVectorEnv):
             return adapt.amend(state, selection, labels)
         if cfg.adaptation == "swap":
             return adapt.swap(state, selection, labels, self.buffer_size)
+        if cfg.adaptation == "subset":
+            return adapt.subset(state, selection, labels)
         return adapt.expected(state, selection, labels, float(self.k), self._expected_rate)
 
     # ----- ERM and predictions --------------------------------------------------------------------------------

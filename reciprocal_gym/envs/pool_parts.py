@@ -71,13 +71,16 @@ class Selection(Protocol):
 
 
 class IndexSelection:
-    """k distinct pool indices per learner (``Discrete(n_pool)`` for k = 1, ``MultiDiscrete([n_pool] * k)``), or in
-    expected mode a selection law over the pool (``Box(0, 1, (n_pool,))``, divided by its sum)."""
+    """k distinct pool indices per learner (``Discrete(n_pool)`` for k = 1, ``MultiDiscrete([n_pool] * k)``), in
+    expected mode a selection law over the pool (``Box(0, 1, (n_pool,))``, divided by its sum), in subset mode a set
+    of pool points of any size (``MultiBinary(n_pool)``)."""
 
     def action_space(self, env: PoolVectorEnv) -> spaces.Space:
         n = env.n_pool
         if env.config.adaptation == "expected":
             return spaces.Box(0.0, 1.0, (n,), dtype=np.float32)
+        if env.config.adaptation == "subset":
+            return spaces.MultiBinary(n)
         if env.k == 1:
             return spaces.Discrete(n)
         return spaces.MultiDiscrete(np.full(env.k, n, dtype=np.int64))
@@ -107,6 +110,14 @@ class IndexSelection:
                 raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
             law = a / torch.where(total > 0, total, 1.0)
             return Selected(law, rows, torch.zeros_like(rows), k)
+        if env.config.adaptation == "subset":
+            if a.shape != (B, n) or a.is_floating_point() or a.is_complex():
+                raise ValueError(f"action must be an integer or bool array of shape ({B}, {n}) (1 for each pool point "
+                                 f"to pseudo-label, 0 otherwise), got dtype {a.dtype} and shape {tuple(a.shape)}")
+            if bool(((a != 0) & (a != 1)).any()):
+                raise ValueError("action entries must be 0 or 1 (a set of pool points)")
+            chosen = a.to(torch.bool)
+            return Selected(chosen, rows, torch.zeros_like(rows), 0)
         a = self._indices(a, B, k, n, "one pool index" if k == 1 else f"{k} pool indices")
         allowed = adapt.selectable(state.reciprocal, env.config.adaptation).gather(1, a).all(1)
         if k > 1:
@@ -133,6 +144,8 @@ class IndexSelection:
     def masks(self, env: PoolVectorEnv, state: PoolState) -> Tensor:
         """(B, n_pool) selectable points; (B, k * n_pool) for k > 1, as sb3-contrib expects for MultiDiscrete."""
         mask = adapt.selectable(state.reciprocal, env.config.adaptation)
+        if env.config.adaptation == "subset":  # MultiBinary: both values allowed for every point
+            return mask.repeat(1, 2)
         if env.config.adaptation != "expected" and env.k > 1:
             mask = mask.repeat(1, env.k)
         return mask
@@ -140,6 +153,9 @@ class IndexSelection:
     def sample(self, env: PoolVectorEnv, state: PoolState, rng: np.random.Generator) -> Tensor:
         if env.config.adaptation == "expected":
             return torch.as_tensor(rng.uniform(0.01, 1.0, (env.num_envs, env.n_pool)), dtype=torch.float32,
+                                   device=env.device)
+        if env.config.adaptation == "subset":
+            return torch.as_tensor(rng.random((env.num_envs, env.n_pool)) < 0.5, dtype=torch.int8,
                                    device=env.device)
         mask = adapt.selectable(state.reciprocal, env.config.adaptation).cpu().numpy()
         picks = torch.as_tensor(pick_allowed(rng, mask, env.k), device=env.device)

@@ -45,7 +45,9 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     part is replaced by each step's k selected points), ``swap`` (the k selected join and, once ``buffer_size``
     points are pseudo-labeled, the k oldest leave and become selectable again), ``expected`` (mean-field: the action
     is a selection distribution pi over the pool and the pseudo-labeled part moves deterministically toward
-    ``k * pi``, at rate ``expected_rate``).
+    ``k * pi``, at rate ``expected_rate``), ``subset`` (non-greedy, any size: the action is a set of pool points and
+    the pseudo-labeled part becomes exactly that set; curriculum labeling, :class:`agents.CurriculumAgent`, and
+    threshold self-training select this way).
 
     All B learners live in torch tensors of shape (B, ...) on ``device``; ``gym.make`` gives the same engine with
     B = 1 as a numpy ``gymnasium.Env`` (:class:`SelfTrainEnv`).
@@ -56,9 +58,11 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``k > 1``: ``MultiDiscrete([n_pool] * k)``, k distinct pool indices.
     - ``adaptation="expected"``: ``Box(0, 1, (n_pool,), float32)``, a selection distribution; it is divided by its
       sum (which must be positive).
+    - ``adaptation="subset"``: ``MultiBinary(n_pool)``, 1 for each pool point to pseudo-label this step (``k`` stays
+      1); ``action_masks()`` is then all True, (B, 2 * n_pool).
 
     In add and swap modes a point already in the training set cannot be selected (``action_mask`` is 0 there);
-    in amend and expected modes every point can. An action outside the action space (wrong shape or dtype, index
+    in amend, expected and subset modes every point can. An action outside the action space (wrong shape or dtype, index
     out of range, NaN, negative weights) always raises ``ValueError``. An action inside the space that the mask
     forbids (an index in use, or repeated indices) is handled by ``invalid_action``: ``"penalty"`` (default) leaves
     the training set and model unchanged and gives reward ``invalid_action_penalty``, with
@@ -125,7 +129,8 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``n_labeled`` (20), ``n_pool``, ``n_val``, ``n_test``: split sizes (defaults: see
       :func:`reciprocal_gym.data.resolve_sizes`; ``n_val=0``: no validation rows, then the validation metrics are
       not in ``info`` and ``reward`` must be ``"stability"``); ``stratify`` (True) the labeled set over classes.
-    - ``label_mode``: ``"soft"`` or ``"hard"``. ``adaptation``: ``"add"``, ``"amend"``, ``"swap"``, ``"expected"``.
+    - ``label_mode``: ``"soft"`` or ``"hard"``. ``adaptation``: ``"add"``, ``"amend"``, ``"swap"``, ``"expected"``,
+      ``"subset"``.
     - ``label_temperature`` (1.0, in [0.01, 100]): soft labels are the predicted probabilities sharpened to
       ``p^(1/T) / sum p^(1/T)`` = softmax(logits / T): T = 1 the probabilities, T -> 0 approaches hard labels. The
       label is Lipschitz in the logits with constant 1 / (2 T) (:func:`reciprocal_gym.core.adaptation.sharpen`).

@@ -96,6 +96,8 @@ def _actions(env: gym.vector.VectorEnv, obs: dict[str, Tensor], rng: np.random.G
         return torch.as_tensor(rng.integers(space.start, space.start + space.n, B), device=device)
     if isinstance(space, spaces.MultiDiscrete):
         return torch.as_tensor(rng.integers(0, space.nvec, (B, *space.nvec.shape)), device=device)
+    if isinstance(space, spaces.MultiBinary):
+        return torch.as_tensor(rng.integers(0, 2, (B, *np.atleast_1d(space.n))), dtype=torch.int8, device=device)
     _fail(f"unsupported action space {space}")
 
 
