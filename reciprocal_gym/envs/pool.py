@@ -539,9 +539,13 @@ class PoolVectorEnv(BatchedVectorEnv):
             "fit_converged": torch.ones(B, dtype=torch.bool, device=self.device),
             "fit_separated": torch.zeros(B, dtype=torch.bool, device=self.device),
         }
-        if cfg.report_gamma:
+        if cfg.report_gamma:  # learners not refitted: the ridge's bound (0 with a free intercept, lam / W for "sum")
             lam = self._lam if isinstance(self._lam, Tensor) else torch.full((B,), self._lam, dtype=torch.float64,
                                                                               device=self.device)
+            if cfg.penalty == "sum":
+                lam = lam / (self.sizes.n_labeled + state.weight.sum(1)).to(lam.dtype)
+            if not cfg.penalize_intercept:
+                lam = torch.zeros_like(lam)
             report["gamma"] = lam.to(self.dtype)
         return state, {key: report[key].index_copy(0, idx, fitted[key]) if fitted else value
                        for key, value in report.items()}, label_stats

@@ -241,11 +241,18 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
         + "</tbody></table>" for group, group_rows in groups.items())
     figures = "".join(f"<figure><img alt='learning curves of {html.escape(t)}' src='data:image/png;base64,{b}'>"
                       "</figure>" for t, b in images)
+    task_rows = "".join(
+        f"<tr><td>{html.escape(t['name'])}</td><td>{html.escape(t['env'])}</td><td>{t['steps']}</td>"
+        f"<td>{html.escape(t.get('score', 'final'))}</td><td>{html.escape(t.get('probes', ''))}</td></tr>"
+        for t in info["suite_def"].get("tasks", []))
+    tasks_html = ("<table class='tasks'><thead><tr><th>task</th><th>env</th><th>steps</th><th>score</th>"
+                  f"<th>what it probes</th></tr></thead><tbody>{task_rows}</tbody></table>")
     title = f"reciprocal_gym leaderboard: {html.escape(info['suite'])} (run {info['run_id']})"
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
+table.tasks td{{text-align:left}}
 figure{{display:inline-block;margin:4px;vertical-align:top}}</style></head><body>
 <h1>{title}</h1>
 {f"<p><strong>{html.escape(status(info))}</strong></p>" if status(info) else ""}
@@ -253,5 +260,6 @@ figure{{display:inline-block;margin:4px;vertical-align:top}}</style></head><body
 {tables_html}
 <h2>Learning curves</h2>{figures}
 <h2>Convergence verdicts</h2><img alt="convergence verdicts" src="data:image/png;base64,{verdict_png}">
+<h2>Tasks</h2>{tasks_html}
 </body></html>
 """
