@@ -67,7 +67,8 @@ def test_run_show_and_exports(tmp_path, capsys):
     random_row = next(r for r in tables["Reciprocal-Bandit-v0"] if r["agent"] == "random")
     assert random_row["mean"] == pytest.approx(0.0, abs=1e-12)  # the zero of the score
     page = paths["html"].read_text()
-    assert page.count("<table") == 4 and page.count("data:image/png;base64,") >= 5
+    assert page.count("<table class='leaderboard'") == 4 and page.count("<table class='tasks'") == 1
+    assert page.count("data:image/png;base64,") >= 5
     assert "nan" not in paths["md"].read_text().lower()
 
 
