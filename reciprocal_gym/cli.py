@@ -102,6 +102,10 @@ def _bench(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="reciprocal-gym", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--torch-threads", default="1", metavar="N|keep",
+                   help="torch threads for the whole command (default 1: torch's thread teams spin while they wait, "
+                        "which costs a lot on a busy machine and buys nothing here; the compiled kernels still use "
+                        "every CPU); 'keep' leaves torch's setting")
     sub = p.add_subparsers(dest="command", required=True)
     board = sub.add_parser("leaderboard", help="run or show a leaderboard suite")
     board_sub = board.add_subparsers(dest="action", required=True)
@@ -135,9 +139,16 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    threads = args.torch_threads
+    if threads != "keep" and not (threads.isdigit() and int(threads) >= 1):
+        p.error(f"--torch-threads={threads!r} is not allowed; give a number >= 1 or 'keep'")
+    from reciprocal_gym.utils.threads import torch_threads
+
     try:
-        return args.func(args)
+        with torch_threads(None if threads == "keep" else int(threads)):
+            return args.func(args)
     except ValueError as exc:  # input mistakes: a suite, a setting, the database (StoreError, SuiteError)
         print(f"reciprocal-gym: error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,9 @@ CASES = [
     ("Reciprocal-ActiveLearn-v0", {**POOL, "budget": 30, "label_noise": 0.2}, 1e-12),
     ("Reciprocal-StreamActiveLearn-v0", {**POOL, "budget": 30}, 1e-12),
     ("Reciprocal-Bandit-v0", {"max_steps": 30}, 0.0),  # the same float32 arithmetic: equal bit for bit
+    # the same sweeps per unknown; the iteration counts (all outputs derive from them) are equal
+    ("Reciprocal-SolverRelax-v0", {"max_steps": 30, "report_best": True, "grid": 6}, 0.0),
+    ("Reciprocal-SolverRelax-v0", {"max_steps": 30, "history": "window", "window": 5, "shift_max": 0.0}, 0.0),
 ]
 IDS = [f"{env_id.split('-')[1]}-{i}" for i, (env_id, _, _) in enumerate(CASES)]
 
@@ -95,6 +98,7 @@ def test_compiled_gather_of_training_sets_equals_torch_ops():
     ("Reciprocal-Bandit-v0", {"history": "window"}, "windowed"),
     ("Reciprocal-Bandit-v0", {"dtype": torch.float64}, "float32"),
     ("Reciprocal-Bandit-v0", {"adaptation": "expected"}, "expected"),
+    ("Reciprocal-SolverRelax-v0", {"dtype": torch.float32}, "float64"),
 ])
 def test_forcing_compiled_where_no_kernel_applies_says_why(env_id, kwargs, why):
     with pytest.raises(ValueError, match=f"backend='compiled' is not available here: .*{why}"):
@@ -111,5 +115,27 @@ def test_auto_picks_compiled_kernels_where_they_apply():
     float32 = backend("Reciprocal-SelfTrain-v0", dtype=torch.float32)
     assert float32.fit == "compiled" and not float32.predict  # the prediction pass is float64 only
     assert backend("Reciprocal-Bandit-v0").step
+    assert backend("Reciprocal-SolverRelax-v0").sor
     assert backend("Reciprocal-Bandit-v0", lam=[1.0, 2.0]) == TORCH
     assert backend("Reciprocal-SelfTrain-v0", backend="torch") == TORCH
+
+
+@pytest.mark.parametrize("max_iter, tol", [(500, 1e-6), (12, 1e-8), (300, 1e-3)])
+def test_compiled_sor_makes_the_torch_sweeps_counts(max_iter, tol):
+    from reciprocal_gym.core.sor import sor_iterations
+    from reciprocal_gym.core.sor_kernel import sor_iterations_compiled
+
+    g = torch.Generator().manual_seed(max_iter)
+    B, m = 300, 7
+    b = torch.randn(B, m, m, generator=g, dtype=torch.float64)
+    b[:3] = 0.0  # a zero right-hand side: converged before the first sweep
+    a = 2.0 * torch.randn(B, generator=g, dtype=torch.float64)
+    ax, ay = torch.exp(a / 2), torch.exp(-a / 2)
+    shift = torch.rand(B, generator=g, dtype=torch.float64)
+    omega = 0.05 + 1.9 * torch.rand(B, generator=g, dtype=torch.float64)
+    counts, converged = sor_iterations(b, omega, ax, ay, shift, tol, max_iter)
+    compiled_counts, compiled_converged = sor_iterations_compiled(b, omega, ax, ay, shift, tol, max_iter)
+    assert torch.equal(compiled_counts, counts) and torch.equal(compiled_converged, converged)
+    assert bool(converged[:3].all()) and int(counts[:3].sum()) == 0
+    if max_iter == 12:
+        assert not bool(converged.all())  # some systems hit the cap: the case is covered

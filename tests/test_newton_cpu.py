@@ -81,18 +81,14 @@ def test_shared_atoms_equal_per_learner_copies():
     assert torch.equal(shared.theta, copies.theta)
 
 
-def test_result_does_not_depend_on_threads_or_batch():
+def test_result_does_not_depend_on_threads_or_batch(monkeypatch):
     """Learners are fitted one by one in chunks spread over threads: bit for bit the same for any thread count and
     for the learner fitted alone (this is what makes vector envs equal single envs)."""
     X, w, Q = _problem(B=300, seed=1)
-    threads = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        two = fit_ridge_logistic(X, w, Q, 0.01)
-        torch.set_num_threads(1)
-        one = fit_ridge_logistic(X, w, Q, 0.01)
-    finally:
-        torch.set_num_threads(threads)
+    monkeypatch.setenv("RECIPROCAL_GYM_KERNEL_THREADS", "2")
+    two = fit_ridge_logistic(X, w, Q, 0.01)
+    monkeypatch.setenv("RECIPROCAL_GYM_KERNEL_THREADS", "1")
+    one = fit_ridge_logistic(X, w, Q, 0.01)
     assert torch.equal(two.theta, one.theta) and torch.equal(two.iterations, one.iterations)
     for b in (0, 1, 137, 299):
         alone = fit_ridge_logistic(X[b : b + 1], w[b : b + 1], Q[b : b + 1], 0.01)

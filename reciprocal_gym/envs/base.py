@@ -22,6 +22,7 @@ from torch import Tensor
 
 from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, learner_values, show
 from reciprocal_gym.envs import checkpoint as ckpt
+from reciprocal_gym.utils.threads import env_torch_threads, torch_threads
 
 AUTORESET_MODES = {
     "next_step": AutoresetMode.NEXT_STEP,
@@ -97,12 +98,14 @@ class BatchedVectorEnv(VectorEnv):
         self._needs_reset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         self._all_rows = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._has_reset = False
+        self._torch_threads = env_torch_threads()  # torch threads of the env's own ops (reciprocal_gym.utils.threads)
         if self.config_class is not None:
             self.config = self.config_class(**kwargs)
             self.dtype = resolve_dtype(self.config.dtype)
         elif kwargs:
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
-        self._setup()
+        with torch_threads(self._torch_threads):
+            self._setup()
         # the reward's dtype for clients that read a reward space (TorchRL's GymWrapper builds its reward spec from it)
         reward_dtype = getattr(self, "dtype", torch.float32)
         self.reward_space = gym.spaces.Box(-np.inf, np.inf, (), np.dtype(str(reward_dtype).removeprefix("torch.")))
@@ -235,7 +238,13 @@ class BatchedVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Reset all learners, or those in ``options["reset_mask"]``; returns (observations, info)."""
+        """Reset all learners, or those in ``options["reset_mask"]``; returns (observations, info). The env's torch
+        ops run on ``RECIPROCAL_GYM_TORCH_THREADS`` threads (default 1, see :mod:`reciprocal_gym.utils.threads`)."""
+        with torch_threads(self._torch_threads):
+            return self._reset(seed, options)
+
+    def _reset(self, seed: int | list[int] | None,
+               options: dict[str, Any] | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
         rows = self._parse_reset_mask(options)
         rows_np = rows.cpu().numpy()
         self._assign_seeds(seed, rows_np)
@@ -247,7 +256,12 @@ class BatchedVectorEnv(VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Any]]:
-        """Step every learner with its action; see the class docstring for autoreset."""
+        """Step every learner with its action; see the class docstring for autoreset. The env's torch ops run on
+        ``RECIPROCAL_GYM_TORCH_THREADS`` threads (default 1), the caller's count is restored afterwards."""
+        with torch_threads(self._torch_threads):
+            return self._step(actions)
+
+    def _step(self, actions: Any) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Any]]:
         if not self._has_reset:
             raise gym.error.ResetNeeded("call reset() before step()")
         mode = self.metadata["autoreset_mode"]

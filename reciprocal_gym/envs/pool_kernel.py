@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reciprocal_gym.utils.threads import run_chunks
+from reciprocal_gym.utils.threads import kernel_threads, run_chunks
 from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
 
 
@@ -112,7 +112,7 @@ def binary_pool_pass(
         _binary_pass(X, W[lo:hi], c[lo:hi], R[lo:hi], n_pool, n_val, YV[lo:hi], YT[lo:hi], U[lo:hi], P[lo:hi],
                      L[lo:hi], F[lo:hi], M[:, lo:hi])
 
-    run_chunks(B, work, torch.get_num_threads())
+    run_chunks(B, work, kernel_threads())
     return probs, logp, cand, dict(zip(("val_log_likelihood", "val_accuracy", "test_accuracy"), metrics, strict=True))
 
 

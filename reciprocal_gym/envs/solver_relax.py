@@ -21,8 +21,10 @@ from reciprocal_gym.arguments import Choice, Flag, Integer, PerLearner, Real, ch
 from reciprocal_gym.core import random as crandom
 from reciprocal_gym.core.arm_history import ArmHistory
 from reciprocal_gym.core.sor import jacobi_radius, optimal_omega, sor_iterations
+from reciprocal_gym.core.sor_kernel import sor_iterations_compiled
 from reciprocal_gym.data.datasets import real_array
 from reciprocal_gym.envs import checkpoint as ckpt
+from reciprocal_gym.envs.backend import BACKENDS, solver_backend
 from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
 from reciprocal_gym.envs.scoring import Scoring
 
@@ -48,6 +50,7 @@ class SolverRelaxConfig:
     report_best: bool = setting(False, Flag())
     max_steps: int = setting(100, Integer(1, 2**31 - 1))
     dtype: Any = torch.float64
+    backend: str = setting("auto", Choice(BACKENDS))
 
     def __post_init__(self) -> None:
         check_settings(self)
@@ -138,6 +141,9 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
       learner).
     - ``context`` (True), ``report_best`` (False), ``max_steps`` (100), ``device``, ``dtype`` (``torch.float64``),
       ``autoreset_mode``.
+    - ``backend`` (``"auto"``): ``"compiled"`` SOR solves system by system on the CPU in float64 (the same sweeps and
+      iteration counts as the batched torch sweeps, about 60x faster), ``"torch"``, or ``"auto"`` (compiled where
+      available); see :mod:`reciprocal_gym.envs.backend`.
     """
 
     config_class = SolverRelaxConfig
@@ -166,6 +172,8 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             keys=torch.zeros(B, 3, dtype=torch.int32, device=dev),
         )
         self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
+        self.backend = solver_backend(self.config.backend, self.device, self.dtype)
+        self._sor = sor_iterations_compiled if self.backend.sor else sor_iterations
 
     def _check_state(self, state: SolverRelaxState) -> None:
         ckpt.check_range("state.steps", state.steps, 0, self.config.max_steps + 1)
@@ -241,7 +249,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
     def _solve(self, omega: Tensor) -> tuple[Tensor, Tensor]:
         cfg = self.config
         ax, ay, shift = self._coefficients()
-        return sor_iterations(self.state.b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
+        return self._sor(self.state.b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
 
     def _best_iterations(self) -> Tensor:
         """Fewest sweeps over the omega grid for the current systems (one batched solve of B * n_omega systems)."""
@@ -249,7 +257,7 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
         ax, ay, shift = (c.repeat_interleave(K) for c in self._coefficients())
         b = self.state.b.repeat_interleave(K, dim=0)
         omega = self.omegas.repeat(self.num_envs)
-        iterations, _ = sor_iterations(b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
+        iterations, _ = self._sor(b, omega, ax, ay, shift, cfg.tol, cfg.max_iter)
         return iterations.view(-1, K).min(1).values
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from reciprocal_gym.learners.atoms import RowAtoms
-from reciprocal_gym.utils.threads import run_chunks
+from reciprocal_gym.utils.threads import kernel_threads, run_chunks
 from reciprocal_gym.utils.vector_math import exp_neg_abs, log1p_unit
 
 # Reassociation lets the compiler vectorize the inner products; NaN and inf keep their IEEE meaning (the line search
@@ -309,5 +309,5 @@ def fit_binary_newton(
             _fit_rows(Xn[lo:hi] if per_learner else Xn, an[lo:hi], qn[lo:hi], thn[lo:hi], lams[lo:hi], *args,
                       iterations[lo:hi], grad_norm[lo:hi], status[lo:hi])
 
-    run_chunks(B, work, torch.get_num_threads())
+    run_chunks(B, work, kernel_threads())
     return out, torch.from_numpy(iterations), torch.from_numpy(grad_norm), torch.from_numpy(status)
