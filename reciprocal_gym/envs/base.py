@@ -391,7 +391,8 @@ class BatchedVectorEnv(VectorEnv):
         self._episodes = moved["episodes.number"].numpy().copy()
         self._needs_reset = moved["episodes.needs_reset"]
         self._seeded, self._has_reset = flags["seeded"], flags["has_reset"]
-        self._rebuild_workspace()
+        with torch_threads(self._torch_threads):  # the workspace as a step would compute it, bit for bit
+            self._rebuild_workspace()
 
     def save_state(self, path: str | Path) -> None:
         """Write the :meth:`get_state` checkpoint to ``path`` (``torch.save`` of tensors, numbers and text only)."""

@@ -62,6 +62,7 @@ from reciprocal_gym.learners import (
     standardized_logits,
 )
 from reciprocal_gym.learners.irls import GLM_EPSILON, GLM_MAXIT, fit_irls_logistic, separated
+from reciprocal_gym.utils.threads import torch_threads
 
 MAX_LAM = 1e8  # a larger ridge leaves theta = 0 to rounding; the bound keeps lam finite in float32
 MAX_STEPS = 2**31 - 1
@@ -726,6 +727,10 @@ class PoolVectorEnv(BatchedVectorEnv):
         """What a selection criterion may use about every learner now (features, row ids, theta in both units,
         float64 logits and probabilities, the training and labeled sets): see
         :class:`~reciprocal_gym.envs.context.SelectionContext`. Reading it changes nothing."""
+        with torch_threads(self._torch_threads):
+            return self._selection_context()
+
+    def _selection_context(self) -> SelectionContext:
         state, f64, C = self.state, torch.float64, self.n_classes
         X = self._base_X.to(f64)
         mean, scale, theta = state.mean.to(f64), state.scale.to(f64), state.theta.to(f64)
@@ -764,11 +769,16 @@ class PoolVectorEnv(BatchedVectorEnv):
         metrics) they drive, without refitting: for probing the sample adaptation's sensitivity to theta."""
         state = self.state.replace(reciprocal=self.state.reciprocal.replace(theta=self.state.theta
                                                                             + delta.to(self.dtype)))
-        self.state, self.view = state, self._predict(state, self.view, torch.ones_like(self._all_rows))
+        with torch_threads(self._torch_threads):
+            self.state, self.view = state, self._predict(state, self.view, torch.ones_like(self._all_rows))
 
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the
         upper reference of the leaderboard's score for self-training and active learning."""
+        with torch_threads(self._torch_threads):
+            return self._all_labels_accuracy()
+
+    def _all_labels_accuracy(self) -> Tensor:
         B, state = self.num_envs, self.state
         X = torch.cat([self.view.labeled_X, self._features(state, state.rows["pool"])], dim=1)
         y = torch.cat([state.labels["labeled"], state.labels["pool"]], dim=1)
