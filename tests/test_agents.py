@@ -1,4 +1,5 @@
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -177,3 +178,37 @@ def test_a_single_envs_observation_goes_through_act_single_and_act_says_so(env_i
     env.step(action)
     with pytest.raises(TypeError, match="act_single"):
         agent.act(obs)
+
+
+@pytest.mark.parametrize("tau", [0.05, 0.3, 2.0])
+def test_the_stated_lipschitz_constants_of_the_selection_laws_hold_and_are_attained(tau):
+    """softmax: 1 / tau from max norm to l1 and 1 / (2 tau) in l2; sparsemax: 1 / tau in l2 and |S| / tau from max
+    norm to l1; checked by finite differences on random scores and attained (to 2 %) at two equal top scores."""
+    rng = np.random.default_rng(0)
+    n, eps = 12, 1e-7
+    mask = torch.ones(1, n, dtype=torch.bool)
+    for rule in ("softmax", "sparsemax"):
+        agent = SelectionAgent(rule=rule, tau=tau)
+        c = agent.conditions
+        def law(z, agent=agent):
+            return agent.law_from_scores(z, mask)
+
+        for _ in range(200):
+            z = torch.as_tensor(rng.normal(scale=tau * 3, size=(1, n)))
+            v = torch.as_tensor(rng.choice([-1.0, 1.0], size=(1, n)) * rng.random((1, n)))
+            d = law(z + eps * v) - law(z)
+            support = int((law(z) > 0).sum())
+            bound_l1 = c["lipschitz_max_to_l1"] if rule == "softmax" else support / tau
+            ratio_l1 = float(d.abs().sum()) / (eps * float(v.abs().max()))
+            ratio_l2 = float(d.norm()) / (eps * float(v.norm()))
+            assert ratio_l1 <= bound_l1 * (1 + 1e-4) and ratio_l2 <= c["lipschitz_l2"] * (1 + 1e-4)
+        z = torch.full((1, n), -50.0 * tau, dtype=torch.float64)
+        z[0, :2] = 0.0  # two equal top scores, the rest far below
+        v = torch.zeros(1, n, dtype=torch.float64)
+        v[0, 0], v[0, 1] = 1.0, -1.0
+        d = law(z + eps * v) - law(z)
+        bound_l1 = c["lipschitz_max_to_l1"] if rule == "softmax" else 2 / tau
+        assert float(d.abs().sum()) / eps == pytest.approx(bound_l1, rel=0.02)
+        if rule == "softmax":
+            assert float(d.norm()) / (eps * float(v.norm())) == pytest.approx(c["lipschitz_l2"], rel=0.02)
+    assert SelectionAgent(rule="greedy").conditions["lipschitz_max_to_l1"] is None
