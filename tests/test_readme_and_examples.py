@@ -72,14 +72,18 @@ def test_learned_selectors_example_trains_compares_and_saves(tmp_path):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
-def test_useful_convergent_map_example_writes_the_map_and_pins_the_structure(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "useful_convergent_map.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
+def _run_quick_example(script, tmp_path, outputs):
+    """Run ``examples/<script> --quick --out tmp_path``; it succeeds and writes every file of ``outputs``."""
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / script), "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    for name in ("map_moons.png", "map_breast_cancer.png", "summary.md", "results.json"):
+    for name in outputs:
         assert (tmp_path / name).stat().st_size > 0, name
+
+
+def test_useful_convergent_map_example_writes_the_map_and_pins_the_structure(tmp_path):
+    _run_quick_example("useful_convergent_map.py", tmp_path,
+                       ("map_moons.png", "map_breast_cancer.png", "summary.md", "results.json"))
     cells = json.loads((tmp_path / "results.json").read_text())["cells"]
     assert set(cells) == {"moons", "breast_cancer"}
     for dataset_cells in cells.values():
@@ -91,13 +95,8 @@ def test_useful_convergent_map_example_writes_the_map_and_pins_the_structure(tmp
 
 
 def test_paper_banknote_example_runs_the_papers_setup(tmp_path):
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "paper_banknote.py"), "--quick", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    for name in ("theta_paths.png", "total_variation.png", "summary.md", "results.json"):
-        assert (tmp_path / name).stat().st_size > 0, name
+    _run_quick_example("paper_banknote.py", tmp_path,
+                       ("theta_paths.png", "total_variation.png", "summary.md", "results.json"))
     payload = json.loads((tmp_path / "results.json").read_text())
     by_criterion = payload["results"]["0.8"]
     assert set(by_criterion) == {"PPP", "likelihood", "predictive variance", "probability score",

@@ -28,7 +28,9 @@ def _split(loader, n_labeled: int, n_pool: int, seed: int):
     return {key: (X[rows], y[rows]) for key, rows in parts.items()}
 
 
-@pytest.mark.parametrize("loader, C, n_labeled", [(load_breast_cancer, 0.01, 30), (load_breast_cancer, 1.0, 30),
+# settings whose top two candidates differ by at least 1e-8 in log-probability at every step (measured), so rounding
+# in another summation order cannot swap a pick; C = 1 on breast_cancer has a step with a gap of 2e-13 and is left out
+@pytest.mark.parametrize("loader, C, n_labeled", [(load_breast_cancer, 0.01, 30), (load_breast_cancer, 0.001, 30),
                                                   (load_wine, 0.1, 20)])
 def test_greedy_self_training_makes_scikit_learns_picks(loader, C, n_labeled):
     n_pool = 40

@@ -384,8 +384,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             raise_masked(choice.invalid)
         whole_pool = cfg.adaptation in ("expected", "subset")  # a law or a set over the pool: labels for every point
         labels = parts.labels.labels(self, state, view, None if whole_pool else choice.selection)
-        admitted = getattr(parts.labels, "admitted", lambda *_: None)(self, view, None if whole_pool else
-                                                                       choice.selection)
+        admitted = parts.labels.admitted(self, view, None if whole_pool else choice.selection)
         below = None
         if admitted is not None and whole_pool:  # the law's mass, or the set's points, below the threshold drop out
             below = ((choice.selection > 0) & ~admitted & choice.update.unsqueeze(1)).sum(1)

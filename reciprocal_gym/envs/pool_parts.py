@@ -400,6 +400,10 @@ class Oracle:
         shift = 1 + (crandom.uniform(keys[:, 1:], index, torch.float64) * (C - 1)).long().clamp_max(C - 2)
         return torch.where(flip, (y + shift) % C, y)
 
+    def admitted(self, env: PoolVectorEnv, view: PoolView, selection: Tensor | None) -> Tensor | None:
+        """Every queried point gets its label (no confidence threshold)."""
+        return None
+
     def labels(self, env: PoolVectorEnv, state: PoolState, view: PoolView, selection: Tensor | None) -> Tensor:
         """One-hot answers of the queried points; in expected mode the answer distribution of every pool point,
         ``(1 - noise) * onehot(y) + noise / (C - 1)`` on the other classes."""

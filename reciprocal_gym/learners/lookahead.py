@@ -37,13 +37,13 @@ class LookAhead:
 
 
 def _objective_parts(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, wc: float, th: Tensor
-                     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                     ) -> tuple[Tensor, Tensor, Tensor]:
     """Logits of the training atoms (B, K, n) and of the candidates (B, K), and their summed cross-entropy (B, K)."""
     z = torch.einsum("bnp,bkp->bkn", Z, th)
     zc = (Zc * th).sum(-1)
     loss = (w.unsqueeze(1) * (torch.nn.functional.softplus(z) - y.unsqueeze(1) * z)).sum(-1)
     loss = loss + wc * (torch.nn.functional.softplus(zc) - yc * zc)
-    return z, zc, loss, th
+    return z, zc, loss
 
 
 def _hessian(ZZ: Tensor, w: Tensor, z: Tensor, Zc: Tensor, zc: Tensor, wc: float, ridge: Tensor) -> Tensor:
@@ -122,7 +122,7 @@ def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_su
     eps = torch.finfo(Z.dtype).eps
 
     def value(theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        z, zc, loss, _ = _objective_parts(Z, w, y, Zc, yc, wc, theta)
+        z, zc, loss = _objective_parts(Z, w, y, Zc, yc, wc, theta)
         return z, zc, loss + 0.5 * (ridge.unsqueeze(1) * theta * theta).sum(-1)
 
     z, zc, f = value(th)
@@ -161,7 +161,7 @@ def _refit_chunk(Z: Tensor, w: Tensor, y: Tensor, Zc: Tensor, yc: Tensor, lam_su
         th, z, zc, f = new_th, new_z, new_zc, new_f
     H = _hessian(ZZ, w, z, Zc, zc, wc, ridge)
     log_det = 2.0 * torch.log(torch.linalg.cholesky_ex(H)[0].diagonal(dim1=-2, dim2=-1)).sum(-1)
-    _, _, loss, _ = _objective_parts(Z, w, y, Zc, yc, wc, th)
+    _, _, loss = _objective_parts(Z, w, y, Zc, yc, wc, th)
     return LookAhead(theta=th, log_likelihood=-loss, log_det_hessian=log_det, converged=converged)
 
 
