@@ -47,12 +47,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from agents.base import Agent
 from agents.lookahead import LOOKAHEAD_CRITERIA
-from reciprocal_gym.arguments import Choice, Flag, Integer, Real
+from reciprocal_gym.arguments import Choice, Flag, Integer, PerLearner, Real, learner_values
 from reciprocal_gym.envs.context import SelectionContext
 
 Criterion = Callable[[dict[str, Tensor]], Tensor]
@@ -175,17 +176,20 @@ class SelectionAgent(Agent):
         criterion: a name in :data:`CRITERIA` or a function ``obs -> scores (B, n_pool)`` or
             ``(obs, context) -> scores``.
         rule: one of :data:`RULES`.
-        tau: temperature (> 0) of the rules ``softmax`` and ``sparsemax``.
+        tau: temperature (> 0) of the rules ``softmax`` and ``sparsemax``: a number, or one per learner (a 1-D
+            sequence of B numbers; the batch must then have B learners), e.g. for a sweep run as one batch.
         epsilon: exploration probability in [0, 1], rule ``epsilon``.
         k: points per step; must match the env's ``k`` (k > 1 gives (B, k) distinct indices).
-        law: return the selection law (B, n_pool), float64, instead of indices, for ``adaptation="expected"``.
+        law: return the selection law (B, n_pool), float64, instead of indices, for ``adaptation="expected"``. The
+            greedy law with ``k > 1`` is uniform over the top k (the env's mass k then gives each of them weight 1);
+            epsilon-greedy's mixes it with the uniform law.
         seed: seed of the agent's generator.
     """
 
     ARGUMENTS = {
         "rule": Choice(RULES),
         # below 1e-8 softmax is argmax to rounding for any scores the criteria give; above 1e8 it is uniform
-        "tau": Real(1e-8, 1e8),
+        "tau": PerLearner(1e-8, 1e8),
         "epsilon": Real(0.0, 1.0),
         "k": Integer(1),
         "law": Flag(),
@@ -213,6 +217,8 @@ class SelectionAgent(Agent):
         values = {"rule": rule, "tau": tau, "epsilon": epsilon, "k": k, "law": law}
         for name, spec in self.ARGUMENTS.items():
             spec.check(name, values[name])
+        if not isinstance(tau, (int, float)):  # one per learner: a float64 array (checked against B when used)
+            tau = np.asarray(learner_values("tau", tau, len(tau)), dtype=np.float64)
         self.criterion, self.rule, self.tau, self.epsilon, self.k, self.law = criterion, rule, tau, epsilon, k, law
         self.needs_context = takes_context(criterion)
         super().__init__(seed)
@@ -234,7 +240,7 @@ class SelectionAgent(Agent):
         max norm to the law in l1, what bounds the Wasserstein-1 step together with the pool's diameter; None for
         sparsemax, whose constant is the support size over tau, and for the rules that jump) and ``lipschitz_l2``
         (l2 to l2)."""
-        tau = self.tau
+        tau = self.tau if isinstance(self.tau, float | int) else float(np.min(self.tau))  # the worst learner's
         constants = {
             "softmax": (f"yes: {1 / tau:.3g} (1 / tau) from scores in max norm to the law in l1 (total variation: "
                         f"half of it), {1 / (2 * tau):.3g} (1 / (2 tau)) in l2", 1 / tau, 1 / (2 * tau)),
@@ -253,7 +259,7 @@ class SelectionAgent(Agent):
 
     def law_from_scores(self, scores: Tensor, mask: Tensor, tau: Tensor | float | None = None) -> Tensor:
         """The rule's law for given scores (B, n) and mask; ``tau`` may be a per-learner (B, 1) tensor."""
-        tau = self.tau if tau is None else tau
+        tau = self._tau(scores) if tau is None else tau
         scores = scores.to(torch.float64)
         if bool((mask & torch.isnan(scores)).any()):
             raise ValueError("the criterion gave NaN scores for selectable points; a criterion must return real "
@@ -271,13 +277,26 @@ class SelectionAgent(Agent):
         elif self.rule == "sparsemax":
             top = torch.where(mask, scores, -torch.inf).amax(-1, keepdim=True)
             law = sparsemax(torch.where(mask, scores - top, 0.0) / tau, mask)
-        else:
-            best = torch.where(mask, scores, -torch.inf).argmax(-1, keepdim=True)
-            law = torch.zeros_like(scores).scatter_(1, best, 1.0)
+        else:  # greedy: uniform over the top k allowed
+            ranked = torch.where(mask, scores, -torch.inf)
+            top = min(self.k, scores.shape[-1])
+            best = ranked.argmax(-1, keepdim=True) if top == 1 else \
+                ranked.cpu().topk(top, dim=-1, sorted=True).indices.to(scores.device)
+            law = torch.zeros_like(scores).scatter_(1, best, 1.0) * mask  # fewer than k allowed: those only
+            law = law / law.sum(-1, keepdim=True)
             if self.rule == "epsilon":
                 uniform = mask.to(torch.float64)
                 law = (1 - self.epsilon) * law + self.epsilon * uniform / uniform.sum(-1, keepdim=True)
         return law / law.sum(-1, keepdim=True)
+
+    def _tau(self, scores: Tensor) -> float | Tensor:
+        """The temperature: the shared float, or the per-learner values as a (B, 1) tensor."""
+        if isinstance(self.tau, float | int):
+            return self.tau
+        if len(self.tau) != scores.shape[0]:
+            raise ValueError(f"tau has {len(self.tau)} entries (one per learner) but the batch has {scores.shape[0]} "
+                             "learners")
+        return torch.as_tensor(self.tau, dtype=torch.float64, device=scores.device).unsqueeze(1)
 
     def act(self, obs: dict[str, Tensor], context: SelectionContext | None = None) -> Tensor:
         scores = self.scores(obs, context)

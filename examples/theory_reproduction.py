@@ -3,10 +3,14 @@
     python examples/theory_reproduction.py --out results/theory [--quick]
 
 Writes ``d_t.png`` (step sizes d_t of non-greedy soft-label softmax self-training, greedy add-only, and hard-label
-uncertainty sampling), ``phase_diagram.png`` (the measured contraction factor over (tau, lambda), with the
-factor-1 contour), ``share.png`` (the factor against the pseudo-label share), ``bandit.png`` (the mean-field bandit's
-selection law converging to the direct fixed-point solution) and ``summary.md`` with every measured figure. See
-:mod:`reciprocal_gym.theory` for the settings. ``--quick`` runs smaller versions (about a minute).
+uncertainty sampling), ``phase_diagram.png`` (the share of settled runs over tau x lambda per label mode, pseudo-label
+share and mean-field rate, with the observed boundary, the contraction estimate's predicted boundary and the cells
+the certificate guarantees), ``accuracy_gap.png`` (the end state's test accuracy minus the all-labels model's),
+``share.png`` (the rate against the pseudo-label share, predicted and observed), ``bandit.png`` (the mean-field
+bandit's selection law converging to the direct fixed-point solution) and ``summary.md`` with every measured figure:
+the certificate's bound against observed runs, the estimate's rate against the observed one, and the estimate's
+call against the observed verdict over the sweep. See :mod:`reciprocal_gym.theory`, :mod:`reciprocal_gym.certificates`
+and :mod:`reciprocal_gym.contraction`. ``--quick`` runs smaller versions (about a minute).
 """
 
 from __future__ import annotations
@@ -60,9 +64,8 @@ def main() -> None:
         f"| same data, 6 different starting states | one fixed point (within 1e-6) | max spread of theta_T "
         f"{spread:.2e} |",
         f"| greedy add-only (hard labels, argmax confidence) | median ratio > 0.95 | {greedy.median_ratio():.3f} |",
-        f"| hard labels, argmax uncertainty, k=5, lambda=0.01 | >= 80 % not settled | "
-        f"{(~hard.settled()).mean():.0%} not settled (d_T > 1e-6); verdicts "
-        f"{_count(hard.verdicts)} |",
+        f"| hard labels, argmax (top-5 law) uncertainty, k=5, lambda=0.01 | >= 80 % not settled | "
+        f"{(~hard.settled()).mean():.0%} not settled; verdicts {_count(hard.verdicts)} |",
         f"| soft labels, same otherwise | <= 5 % not settled | {(~soft.settled()).mean():.0%} not settled |", ""]
     fig, ax = plt.subplots(figsize=(7, 4))
     for run, name, colour in ((good, "soft + softmax, non-greedy", "C0"), (greedy, "greedy add-only", "C1"),
@@ -76,58 +79,167 @@ def main() -> None:
     fig.savefig(args.out / "d_t.png", dpi=120)
     plt.close(fig)
 
-    # 2. the contraction factor over (tau, lambda) and against the pseudo-label share
-    taus = [0.02, 0.05, 0.1, 0.3, 1.0] if not args.quick else [0.02, 0.1, 1.0]
-    lams = [0.003, 0.01, 0.03, 0.1, 0.3] if not args.quick else [0.01, 0.1, 0.3]
-    runs = [[theory.self_training("soft", "softmax", "confidence", k=10, lam=lam, tau=tau, steps=15,
-                                  learners=max(4, seeds // 2), probe=True) for tau in taus] for lam in lams]
-    grid = np.array([[run.median_ratio() for run in row] for row in runs])
-    kappa = np.array([[float(np.median(run.probe["kappa"])) for run in row] for row in runs])
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    mesh = ax.pcolormesh(np.log10(taus), np.log10(lams), grid, shading="nearest", cmap="viridis")
-    fig.colorbar(mesh, label="median d_(t+1) / d_t (first 15 steps)")
-    if grid.min() < 1 < grid.max():
-        ax.contour(np.log10(taus), np.log10(lams), grid, levels=[1.0], colors="w")
-    if kappa.min() < 1 < kappa.max():
-        ax.contour(np.log10(taus), np.log10(lams), kappa, levels=[1.0], colors="r", linestyles="--")
-    ax.set_xlabel("log10 tau")
-    ax.set_ylabel("log10 lambda")
-    ax.set_title("step ratio; red dashed: estimated L(1 + beta/gamma) = 1")
+    # 2. the certificate: a rigorous bound, and every run where it holds converges no slower than it says
+    lines += ["## Certificate (rigorous upper bound)", "",
+              "`reciprocal_gym.certificate(env, agent)` bounds each factor of the theorem's constant "
+              "kappa = L (1 + beta/gamma) from the data and settings (no estimate in between); kappa* is the constant "
+              "for the best weighting c of |d theta| + c W1. Where kappa* < 1 the theorem guarantees linear "
+              "convergence. Runs of 40 steps, seeds as above:", "",
+              "| setting | L_theta | beta/gamma | kappa (median) | kappa* | runs converged | max step ratio of d | "
+              "max ratio / kappa |", "|---|---|---|---|---|---|---|---|"]
+    for env_id, criterion, k, lam, tau in theory.CERTIFIED:
+        run = theory.self_training("soft", "softmax", criterion, k=k, lam=lam, tau=tau, steps=40, learners=seeds,
+                                   env_id=env_id, estimate=True, budget=100_000) if "Active" in env_id else \
+            theory.self_training("soft", "softmax", criterion, k=k, lam=lam, tau=tau, steps=40, learners=seeds,
+                                 estimate=True)
+        cert = run.certificate
+        ratios = np.where(run.d[:, :-1] > 1e-9, run.d[:, 1:] / np.maximum(run.d[:, :-1], 1e-300), 0.0)
+        lines.append(f"| {env_id.split('-')[1]}, {criterion}, k={k}, lambda={lam:g}, tau={tau:g} | "
+                     f"{np.median(cert.L_theta):.3f} | {np.median(cert.erm):.3f} | {np.median(cert.kappa):.3f} | "
+                     f"{np.median(cert.kappa_best):.3f} | {run.settled().sum()}/{len(run.verdicts)} | "
+                     f"{ratios.max():.4f} | {(ratios.max(1) / cert.kappa).max():.4f} |")
+    lines += ["", "The bounds are worst cases over the whole pool and every parameter the ridge allows: they certify "
+              "only strong regularization (large lambda, large tau, a small pool share), and the observed ratios sit "
+              "far below them. Where the certificate is silent the loop may still converge (sufficient, not "
+              "necessary).", ""]
+
+    # 3. the contraction estimate: predicted rate against observed
+    lines += ["## Contraction estimate (prediction)", "",
+              "`reciprocal_gym.contraction_estimate(env, agent)`, computed at the start (the labeled-only fit), "
+              "before the loop runs: Newton's method finds the fixed point of theta -> ERM(f(theta, P(theta))); the "
+              "spectral radius of its Jacobian there (finite differences; at a mean-field rate r the eigenvalues "
+              "1 - r + r lambda) is the predicted geometric rate. Learners that ended at the estimated fixed point:",
+              "", "| setting | predicted rate (median) | observed rate (median) | max relative error |",
+              "|---|---|---|---|"]
+    for settings in theory.RATE_SETTINGS:
+        run = theory.self_training(rule="softmax", steps=120, learners=seeds, estimate=True, **settings)
+        reached = np.abs(run.theta - run.estimate.theta).max(1) < 1e-6
+        pred, obs = run.estimate.rate[reached], run.observed_rates()[reached]
+        name = ", ".join(f"{k}={v}" for k, v in settings.items())
+        lines.append(f"| {name} | {np.median(pred):.4f} | {np.median(obs):.4f} | "
+                     f"{np.max(np.abs(pred - obs) / obs):.2%} |")
+    lines.append("")
+
+    # 4. the phase diagram: settled share over the sweep, observed and predicted boundaries, certified cells
+    grid = theory.SWEEP if not args.quick else {"label_mode": ("hard", "soft"), "k": (5, 20),
+                                                 "tau": (0.01, 0.03, 0.1, 1.0), "lam": (0.01, 0.1), "rate": (1.0,)}
+    records = theory.sweep(grid, seeds=2, steps=200)
+    theory.write_records(records, args.out / "sweep.json")
+    taus, lams = grid["tau"], grid["lam"]
+    panels = [(label, rate) for label in grid["label_mode"] for rate in grid["rate"]]
+    fig, axes = plt.subplots(len(panels), len(grid["k"]), figsize=(3.6 * len(grid["k"]), 3.0 * len(panels)),
+                             squeeze=False)
+    for (label, rate), row in zip(panels, axes, strict=True):
+        for k, ax in zip(grid["k"], row, strict=True):
+            cell = {(r["tau"], r["lam"]): [] for r in records}
+            for r in records:
+                if r["label_mode"] == label and r["rate"] == rate and r["k"] == k:
+                    cell[(r["tau"], r["lam"])].append(r)
+            settled = np.array([[np.mean([r["settled"] for r in cell[(t, m)]]) for t in taus] for m in lams])
+            predicted = np.array([[np.mean([r["predicted_settled"] for r in cell[(t, m)]]) for t in taus]
+                                  for m in lams])
+            certified = np.array([[np.mean([r["certified"] for r in cell[(t, m)]]) for t in taus] for m in lams])
+            x, y = np.log10(taus), np.log10(lams)
+            ax.pcolormesh(x, y, settled, shading="nearest", cmap="viridis", vmin=0, vmax=1)
+            if settled.min() < 0.5 < settled.max() and len(taus) > 1 and len(lams) > 1:
+                ax.contour(x, y, settled, levels=[0.5], colors="w", linewidths=2)
+            if predicted.min() < 0.5 < predicted.max() and len(taus) > 1 and len(lams) > 1:
+                ax.contour(x, y, predicted, levels=[0.5], colors="r", linestyles="--")
+            for i, j in zip(*np.nonzero(certified), strict=True):  # filled: every seed certified; open: some
+                ax.plot(x[j], y[i], marker="*", markersize=12, markeredgecolor="k",
+                        color="gold" if certified[i, j] == 1 else "none")
+            ax.set_title(f"{label}, rate {rate:g}, share {k / (20 + k):.2f}", fontsize=9)
+            ax.set_xlabel("log10 tau")
+            ax.set_ylabel("log10 lambda")
+    fig.suptitle("share of runs settled (colour; white: observed 1/2 boundary; red dashed: predicted; "
+                 "star: certified, open where only some seeds)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(args.out / "phase_diagram.png", dpi=120)
+    fig.savefig(args.out / "phase_diagram.png", dpi=110)
     plt.close(fig)
-    ks = [2, 5, 10, 20, 40, 80] if not args.quick else [2, 20, 80]
-    share = [theory.self_training("soft", "softmax", "confidence", k=k, lam=0.1, tau=0.1, steps=15,
-                                  learners=max(4, seeds // 2)).median_ratio() for k in ks]
-    shares = [k / (20 + k) for k in ks]
+    agree = theory.agreement(records)
+    rates = [(r["predicted_rate"], r["observed_rate"]) for r in records
+             if r["settled"] and r["fixed_point_found"] and np.isfinite(r["observed_rate"])]
+    rel = np.array([abs(p - o) / o for p, o in rates])
+    certified_runs = [r for r in records if r["certified"]]
+    lines += ["## Phase diagram", "",
+              f"Sweep: label mode {list(grid['label_mode'])} x pseudo-label mass k {list(grid['k'])} (share "
+              f"k / (20 + k)) x tau {list(taus)} x lambda {list(lams)} x mean-field rate {list(grid['rate'])}, "
+              f"softmax uncertainty selection, 2 seeds, 200 steps: {len(records) // 2} settings, {len(records)} runs "
+              f"(`sweep.json` holds every record). Observed: the diagnostics' verdict at the end (converged = "
+              f"estimated distance to the fixed point <= 1e-8, the refit at gradient norm 1e-13).", "",
+              f"- The estimate's call (contracts and settles within 200 steps, made at the start) agrees with the "
+              f"observed verdict in **{agree:.1%}** of runs ({sum(r['settled'] for r in records)} settled, "
+              f"{sum(not r['settled'] for r in records)} not).",
+              f"- Predicted against observed rate, settled runs whose fixed point the estimate found: median "
+              f"relative error {np.median(rel):.2%}, {np.mean(rel <= 0.05):.0%} within 5 % ({len(rel)} runs; the "
+              "others ended at another fixed point or converged in too few steps to fit a rate).",
+              f"- Certified (kappa* < 1): {len(certified_runs)} runs, of which "
+              f"{sum(r['settled'] for r in certified_runs)} settled.", "",
+              "Share of runs settled per (label mode, rate) and tau (all lambda and shares):", "",
+              "| label, rate \\ tau | " + " | ".join(f"{t:g}" for t in taus) + " |", "|---|" + "---|" * len(taus)]
+    for label, rate in panels:
+        row = [np.mean([r["settled"] for r in records if r["label_mode"] == label and r["rate"] == rate
+                        and r["tau"] == t]) for t in taus]
+        lines.append(f"| {label}, {rate:g} | " + " | ".join(f"{v:.0%}" for v in row) + " |")
+    lines += ["", "With hard labels the transition is in tau (at small tau the fixed point repels: the estimate "
+              "finds it with spectral radius > 1, often from an eigenvalue below -1, an oscillation); soft labels "
+              "settle almost everywhere. The damped mean-field step (rate 0.5) maps each eigenvalue lambda to "
+              "1/2 + lambda/2: it settles some hard-label settings that re-selection does not, and it slows the "
+              "others (a rate of at least 1/2), so with a small lambda some runs are still moving after 200 steps "
+              "(predicted as such).", ""]
+
+    # the fixed point's accuracy against the all-labels model (the theorem's "approximately optimal")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(shares, share, "o-")
+    gap_lines = ["| label, share | median gap (settled) | median gap (not settled) |", "|---|---|---|"]
+    for label in grid["label_mode"]:
+        for k in grid["k"]:
+            mine = [r for r in records if r["label_mode"] == label and r["k"] == k and r["rate"] == grid["rate"][0]]
+            gaps = [np.median([r["accuracy_gap"] for r in mine if r["tau"] == t]) for t in taus]
+            ax.plot(np.log10(taus), gaps, "o-", label=f"{label}, share {k / (20 + k):.2f}")
+            on = [r["accuracy_gap"] for r in records if r["label_mode"] == label and r["k"] == k and r["settled"]]
+            off = [r["accuracy_gap"] for r in records if r["label_mode"] == label and r["k"] == k
+                   and not r["settled"]]
+            gap_lines.append(f"| {label}, {k / (20 + k):.2f} | {np.median(on):+.3f} | "
+                             + (f"{np.median(off):+.3f}" if off else "(none)") + " |")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_xlabel("log10 tau")
+    ax.set_ylabel("test accuracy - all-labels model's")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(args.out / "accuracy_gap.png", dpi=120)
+    plt.close(fig)
+    lines += ["## Accuracy of the end state", "",
+              "Test accuracy of the end state minus that of the model fitted with every pool label (the theorem's "
+              "'approximately optimal' part), over the sweep:", "", *gap_lines, ""]
+
+    # the rate against the pseudo-label share, predicted at the start and observed
+    ks = [2, 5, 10, 20, 40, 80] if not args.quick else [2, 20, 80]
+    shares = [k / (20 + k) for k in ks]
+    predicted_share, observed_share = [], []
+    for k in ks:
+        run = theory.self_training("soft", "softmax", "confidence", k=k, lam=0.1, tau=0.1, steps=60,
+                                   learners=max(4, seeds // 2), estimate=True)
+        predicted_share.append(float(np.median(run.estimate.rate)))
+        observed_share.append(float(np.nanmedian(run.observed_rates())))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(shares, observed_share, "o-", label="observed")
+    ax.plot(shares, predicted_share, "x--", label="predicted (contraction estimate)")
     ax.set_xlabel("pseudo-label share k / (n_labeled + k)")
-    ax.set_ylabel("median d_(t+1) / d_t")
+    ax.set_ylabel("geometric rate of d_t (median)")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(args.out / "share.png", dpi=120)
     plt.close(fig)
-    lines += ["## Contraction factor", "",
-              "Median step ratio over the first 15 steps (soft labels, softmax confidence, non-greedy, share 1/3):", "",
-              "| lambda \\ tau | " + " | ".join(f"{t:g}" for t in taus) + " |",
-              "|---|" + "---|" * len(taus)]
-    lines += [f"| {lam:g} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for lam, row in zip(lams, grid,
-                                                                                                strict=True)]
-    lines += ["", "Estimated L(1 + beta/gamma) at the end of each run (median over learners; "
-              "`reciprocal_gym.wrappers.lipschitz_probe`, theta perturbed by 1e-4):", "",
-              "| lambda \\ tau | " + " | ".join(f"{t:g}" for t in taus) + " |", "|---|" + "---|" * len(taus)]
-    lines += [f"| {lam:g} | " + " | ".join(f"{v:.2f}" for v in row) + " |" for lam, row in zip(lams, kappa,
-                                                                                               strict=True)]
-    lines += ["", "Against the pseudo-label share (tau = 0.1, lambda = 0.1): "
-              + ", ".join(f"share {s:.2f}: {r:.3f}" for s, r in zip(shares, share, strict=True)), "",
-              "The theorem's condition L(1 + beta/gamma) < 1 is sufficient, not necessary: the measured step ratios "
-              "stay below 1 in cells where the estimate exceeds 1.", ""]
+    lines += ["Rate against the pseudo-label share (soft labels, softmax confidence, tau = 0.1, lambda = 0.1): "
+              + ", ".join(f"share {s:.2f}: observed {o:.3f} / predicted {p:.3f}"
+                          for s, o, p in zip(shares, observed_share, predicted_share, strict=True)), ""]
 
-    # 3. bandits
+    # 5. bandits
     means = np.array([0.2, 0.4, 0.5, 0.6, 0.65])
     boltz = theory.bandit_boltzmann(means, window=10, lam=1.0, tau=0.3, steps=1200)
     direct = theory.bandit_fixed_point(means, window=10, lam=1.0, tau=0.3)
     locked = theory.bandit_boltzmann(means, rule="greedy", steps=300, learners=seeds)
+    start_law = np.random.default_rng(0).dirichlet(np.ones(len(means)), seeds)
     eps = theory.bandit_boltzmann(means, rule="epsilon", epsilon=0.1, steps=300, learners=seeds)
     top = locked["top_arm"][:, -50:]
     eps_top = eps["top_arm"][:, -50:]
@@ -136,7 +248,9 @@ def main() -> None:
               f"solution of pi = softmax(theta(pi)/tau) by {np.abs(boltz['final'] - direct).max():.1e} (the agent "
               f"reads float32 observations); pi = {np.round(direct, 4).tolist()}.",
               f"- Greedy argmax: {np.mean((top == top[:, :1]).all(1)):.0%} of runs locked on one arm for the last 50 "
-              f"steps, on arms {sorted(set(top[:, -1].tolist()))} (best arm: {int(means.argmax())}).",
+              f"steps, on arms {sorted(set(top[:, -1].tolist()))} (best arm: {int(means.argmax())}): the arm whose "
+              "first estimate pi0_k mu_k / (pi0_k + lambda) was largest, for "
+              f"{np.mean(top[:, -1] == (start_law * means / (start_law + 1.0)).argmax(1)):.0%} of runs.",
               f"- Epsilon-greedy (0.1), measured: {np.mean((eps_top == eps_top[:, :1]).all(1)):.0%} locked on one "
               f"arm, on arms {sorted(set(eps_top[:, -1].tolist()))}; its law jumps when the argmax switches, so the "
               "theorem does not apply.", ""]
@@ -150,20 +264,29 @@ def main() -> None:
     fig.savefig(args.out / "bandit.png", dpi=120)
     plt.close(fig)
 
-    # 4. active learning
+    # 6. active learning
     al = {rule: theory.self_training(rule=rule, criterion="uncertainty", k=5, lam=0.01, tau=0.1, steps=steps,
                                      learners=seeds, env_id="Reciprocal-ActiveLearn-v0", budget=100_000)
           for rule in ("softmax", "greedy")}
-    swap = {rule: theory.self_training(rule=rule, criterion="uncertainty", k=1, lam=0.01, tau=0.1, steps=120,
+    swap = {rule: theory.self_training(rule=rule, criterion="uncertainty", k=1, lam=0.01, tau=0.1, steps=200,
                                        learners=seeds, env_id="Reciprocal-ActiveLearn-v0", adaptation="swap",
                                        buffer_size=5, budget=100_000, window=40, max_period=20)
             for rule in ("greedy", "softmax")}
+    periods = sorted(int(p) for p in swap["greedy"].periods if p > 0)
+    sampled = theory.self_training("soft", "softmax", "confidence", k=10, lam=0.1, tau=0.1, steps=200,
+                                   learners=seeds, adaptation="amend")
     lines += ["## Active learning (uncertainty sampling, k = 5, lambda = 0.01)", "",
-              f"- softmax(tau = 0.1), mean-field: {al['softmax'].settled().mean():.0%} settled (d_T <= 1e-6).",
-              f"- argmax, mean-field: {al['greedy'].settled().mean():.0%} settled.",
-              "- a swap buffer of 5 (one query per step, 120 steps, cycles of period <= 20 searched over 40 steps): "
-              f"argmax: {_count(swap['greedy'].verdicts)}; softmax (sampled): {_count(swap['softmax'].verdicts)}.",
-              "",
+              f"- softmax(tau = 0.1), mean-field: {al['softmax'].settled().mean():.0%} converged.",
+              f"- argmax (top-5 law), mean-field: {al['greedy'].settled().mean():.0%} converged.",
+              "- a swap buffer of 5 (one query per step, 200 steps; short cycles searched over 40 steps, exact ones up "
+              f"to period 98): argmax: {_count(swap['greedy'].verdicts)}, cycle periods {periods}; softmax "
+              f"(sampled): {_count(swap['softmax'].verdicts)}.", "",
+              "## Sampled (randomized) selection", "",
+              "Sampled selection never settles: its iterates are judged stationary in distribution (W1 between the "
+              "empirical laws of theta over the last two 50-step windows within 0.8 of their spread). Self-training, "
+              f"soft labels, softmax(0.1) samples of k = 10 re-selected each step (amend): "
+              f"{_count(sampled.verdicts)}; the time-averaged theta varies across seeds by "
+              f"{np.std(sampled.time_average, axis=0).mean():.3f} (mean standard deviation per coordinate).", "",
               f"Total time {time.perf_counter() - start:.0f} s."]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -42,4 +42,18 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["ENV_IDS", "SelectionContext", "__version__", "register_envs", "selection_context"]
+_LAZY = {"Certificate": "certificates", "certificate": "certificates", "ContractionEstimate": "contraction",
+         "contraction_estimate": "contraction"}
+
+
+def __getattr__(name: str) -> object:
+    """The convergence tools load on first use (they import the wrappers, which import the agents)."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"reciprocal_gym.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'reciprocal_gym' has no attribute {name!r}")
+
+
+__all__ = ["ENV_IDS", "Certificate", "ContractionEstimate", "SelectionContext", "__version__", "certificate",
+           "contraction_estimate", "register_envs", "selection_context"]

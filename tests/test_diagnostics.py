@@ -132,30 +132,71 @@ class _Scripted:
         return self.thetas[:, self.t]
 
 
-def _verdicts(thetas, **kwargs):
+def _verdicts(thetas, stationary_window=50, **kwargs):
     env = _Scripted(thetas)
-    tracker = _Tracker(env, "theta", kwargs.pop("tol", 1e-8), 10, 4, 1e6, 8, 0)
+    tracker = _Tracker(env, "theta", kwargs.pop("tol", 1e-8), 10, 4, 1e6, 8, 0, stationary_window)
     tracker.restart(torch.ones(env.thetas.shape[0], dtype=torch.bool))
+    history = []
     for t in range(1, env.thetas.shape[1]):
         env.t = t
         values, _ = tracker.update(torch.ones(env.thetas.shape[0], dtype=torch.bool))
-    return [VERDICTS[v] for v in values["verdict"].tolist()], tracker.reasons()
+        history.append({key: value.clone() for key, value in values.items()})
+    return [VERDICTS[v] for v in values["verdict"].tolist()], tracker.reasons(), history, tracker
 
 
 def test_verdicts_on_scripted_trajectories():
-    T = 40
+    T = 120
     t = np.arange(T)
+    rng = np.random.default_rng(0)
     geometric = (0.5 ** t)[:, None] * np.ones(2)                  # contracts to 0
     cycle = np.where(t % 2 == 0, 1.0, -1.0)[:, None] * np.ones(2)  # period 2
     cycle3 = np.array([[1.0, 0], [0, 1.0], [-1.0, -1.0]])[t % 3]   # period 3
-    growing = (1.5 ** t)[:, None] * np.ones(2)                     # blows up
+    growing = (1.5 ** np.minimum(t, 60))[:, None] * np.ones(2)     # blows up
     slow = (1.0 / (t + 1))[:, None] * np.ones(2)                   # 1/n steps: no geometric contraction
-    names, reasons = _verdicts(np.stack([geometric, cycle, cycle3, growing, slow]))
-    assert names == ["converged", "oscillating", "oscillating", "diverging", "undecided"], reasons
-    assert "period 2" in reasons[1] and "period 3" in reasons[2]
+    noise = rng.normal(size=(T, 2))                                # independent draws: stationary in distribution
+    drift = np.linspace(0, 1, T)[:, None] + 0.3 * rng.normal(size=(T, 2))  # noise around a drifting mean
+    names, reasons, history, _ = _verdicts(np.stack([geometric, cycle, cycle3, growing, slow, noise, drift]))
+    assert names == ["converged", "oscillating", "oscillating", "diverging", "undecided", "stationary",
+                     "undecided"], reasons
+    assert "period 2" in reasons[1] and "period 3" in reasons[2] and "stationary in distribution" in reasons[5]
+    assert history[-1]["period"].tolist() == [0, 2, 3, 0, 0, 0, 0]
     nan = np.ones((1, 5, 2))
     nan[0, 3:] = np.nan
     assert _verdicts(nan)[0] == ["diverging"]
+
+
+def test_converged_waits_for_the_estimated_distance_to_the_fixed_point():
+    # d_t = c 0.9^t: the remaining path 9 d_t is what "converged" compares with tol, not one small step
+    t = np.arange(260)
+    slow = (0.9 ** t)[:, None] * np.ones((1, 2))
+    _, _, history, _ = _verdicts(slow[None])
+    d = np.array([h["d"][0].item() for h in history])
+    converged = np.array([h["verdict"][0].item() == VERDICTS.index("converged") for h in history])
+    first_small = int(np.argmax(d <= 1e-8))
+    assert not converged[first_small]  # one step below tol, but 9 d_t above it
+    first = int(np.argmax(converged))
+    assert 9 * d[first] <= 1e-8 * (1 + 1e-6) and 9 * d[first - 1] > 1e-8
+    assert history[first]["distance"][0].item() == pytest.approx(9 * d[first], rel=1e-6)
+
+
+def test_time_average_is_the_mean_of_theta_over_the_episode():
+    rng = np.random.default_rng(1)
+    thetas = rng.normal(size=(3, 40, 2))
+    _, _, _, tracker = _verdicts(thetas)
+    np.testing.assert_allclose(tracker.time_average().numpy(), thetas[:, 1:].mean(1), rtol=1e-12)
+
+
+def test_a_solver_tolerance_near_the_verdicts_is_warned_about():
+    loose = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=2, vectorization_mode="vector_entry_point", tol=1e-8)
+    with pytest.warns(UserWarning, match="solver|refit"):
+        ConvergenceDiagnostics(loose)
+    import warnings
+
+    default = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=2, vectorization_mode="vector_entry_point")
+    assert default.unwrapped.solver_tolerance == 1e-12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ConvergenceDiagnostics(default)  # 1e-12 is 1e4 below the default tol = 1e-8
 
 
 def test_bad_arguments():
@@ -164,26 +205,3 @@ def test_bad_arguments():
         ConvergenceDiagnostics(envs, distance="sinkhorn2")
     with pytest.raises(ValueError, match="max_period"):
         ConvergenceDiagnostics(envs, window=3, max_period=5)
-
-
-def test_lipschitz_probe_restores_the_env_and_tracks_the_temperature():
-    from reciprocal_gym.theory import self_training
-    from reciprocal_gym.wrappers import lipschitz_probe
-
-    hot = self_training("soft", "softmax", "confidence", k=10, lam=0.3, tau=1.0, steps=10, learners=4, probe=True)
-    cold = self_training("soft", "softmax", "confidence", k=10, lam=0.3, tau=0.02, steps=10, learners=4, probe=True)
-    assert np.median(hot.probe["L"]) < np.median(cold.probe["L"])
-    assert (hot.probe["kappa"] >= hot.probe["L"]).all() and np.isfinite(hot.probe["ratio"]).all()
-    envs = gym.make_vec("Reciprocal-SelfTrain-v0", num_envs=3, vectorization_mode="vector_entry_point",
-                        dataset="wine", n_labeled=9, n_pool=30, adaptation="expected", k=3)
-    agent = SelectionAgent(rule="softmax", tau=0.1, law=True)
-    obs, _ = envs.reset(seed=0)
-    envs.step(agent.act(obs))
-    before = envs.unwrapped.get_state()
-    lipschitz_probe(envs, agent)
-    after = envs.unwrapped.get_state()
-    assert before["header"]["checksum"] == after["header"]["checksum"]  # every field of the state, bit for bit
-    assert torch.equal(before["tensors"]["state.reciprocal.theta"], envs.unwrapped.state.theta)
-    with pytest.raises(ValueError, match="pool environment"):
-        lipschitz_probe(gym.make_vec("Reciprocal-Bandit-v0", num_envs=2, vectorization_mode="vector_entry_point"),
-                        agent)

@@ -48,12 +48,17 @@ def test_theory_reproduction_example_writes_plots_and_summary(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    for name in ("d_t.png", "phase_diagram.png", "share.png", "bandit.png", "summary.md"):
+    for name in ("d_t.png", "phase_diagram.png", "accuracy_gap.png", "share.png", "bandit.png", "summary.md",
+                 "sweep.json"):
         assert (tmp_path / name).stat().st_size > 0, name
     summary = (tmp_path / "summary.md").read_text()
-    for heading in ("## Self-training", "## Contraction factor", "## Bandits", "## Active learning"):
+    for heading in ("## Self-training", "## Certificate", "## Contraction estimate", "## Phase diagram",
+                    "## Accuracy of the end state", "## Bandits", "## Active learning", "## Sampled"):
         assert heading in summary
     assert "nan" not in summary.lower()
+    records = json.loads((tmp_path / "sweep.json").read_text())
+    agree = float(summary.split("agrees with the observed verdict in **")[1].split("%")[0]) / 100
+    assert agree >= 0.95 and len(records) == 64
 
 
 def test_learned_selectors_example_trains_compares_and_saves(tmp_path):

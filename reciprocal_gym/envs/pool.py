@@ -55,6 +55,7 @@ from reciprocal_gym.learners import (
     SOLVERS,
     FitResult,
     RowAtoms,
+    default_tol,
     fit_ridge_logistic,
     folded_parameters,
     n_params,
@@ -67,6 +68,10 @@ from reciprocal_gym.utils.threads import torch_threads
 MAX_LAM = 1e8  # a larger ridge leaves theta = 0 to rounding; the bound keeps lam finite in float32
 MAX_STEPS = 2**31 - 1
 INVALID_ACTIONS = ("penalty", "raise")
+POOL_TOL_FLOAT64 = 1e-12
+"""The pool envs' default gradient-norm tolerance of the Newton refit in float64: 1e4 below the convergence
+diagnostics' default verdict tolerance (1e-8), so that "converged" means the loop settled, not that the warm-started
+refit stopped moving (float32 keeps :func:`~reciprocal_gym.learners.default_tol`'s 1e-5)."""
 POOL_SOLVERS = (*SOLVERS, "irls")
 PENALTIES = ("mean", "sum")
 
@@ -573,7 +578,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         else:
             warm = cfg.warm_start is None or cfg.warm_start
             fit = fit_ridge_logistic(X, w, Q, lam_mean, theta0=theta if warm else None, backend=self.backend.fit,
-                                     tol=cfg.tol, max_iter=50 if cfg.max_iter is None else cfg.max_iter,
+                                     tol=self.solver_tolerance, max_iter=50 if cfg.max_iter is None else cfg.max_iter,
                                      solver=cfg.solver, compute_gamma=compute_gamma,
                                      free_intercept=not cfg.penalize_intercept)
         unpenalized = (lam == 0) if not isinstance(lam, Tensor) else bool((lam == 0).any())
@@ -770,6 +775,39 @@ class PoolVectorEnv(BatchedVectorEnv):
                                                                             + delta.to(self.dtype)))
         with torch_threads(self._torch_threads):
             self.state, self.view = state, self._predict(state, self.view, torch.ones_like(self._all_rows))
+
+    @property
+    def solver_tolerance(self) -> float:
+        """The refit's stopping tolerance: the gradient norm (Newton solvers) or the relative deviance change
+        (``solver="irls"``) at which a fit stops. The convergence diagnostics compare it with their own."""
+        if self.config.tol is not None:
+            return float(self.config.tol)
+        if self.config.solver == "irls":
+            return GLM_EPSILON
+        return POOL_TOL_FLOAT64 if self.dtype == torch.float64 else default_tol(self.dtype)
+
+    def evaluate_map(self, theta: Tensor, act: Any, rate: float | Tensor | None = None
+                     ) -> tuple[Tensor, Tensor, Tensor]:
+        """One step of the reciprocal map from the current training set with the parameters ``theta`` (B, P) in
+        place of the current ones: the agent's choice ``act(obs)`` on the predictions of ``theta``, the labels, the
+        adaptation (in ``expected`` mode at ``rate`` if given, e.g. 1.0 for the re-selection map
+        theta -> ERM(f(theta))) and the refit. Returns the new theta (B, P) and the new training measure's labels
+        and normalized masses (as :meth:`training_measure`); the env is left exactly as it was. For the
+        contraction estimates of :mod:`reciprocal_gym.contraction`."""
+        state, view, old_rate = self.state, self.view, self._expected_rate
+        rows = torch.ones_like(self._all_rows)
+        try:
+            with torch_threads(self._torch_threads):
+                moved = state.replace(reciprocal=state.reciprocal.replace(theta=theta.to(self.dtype).clone()))
+                self.state, self.view = moved, self._predict(moved, view, rows)
+                action = act(self._observe())
+                if rate is not None:
+                    self._expected_rate = rate
+                self._step_rows(action, rows)
+                _, y, m = self.training_measure(with_features=False)
+                return self.state.theta.clone(), y, m
+        finally:
+            self.state, self.view, self._expected_rate = state, view, old_rate
 
     def all_labels_accuracy(self) -> Tensor:
         """(B,) test accuracy of the model fitted on the labeled set plus the whole pool with its true labels: the

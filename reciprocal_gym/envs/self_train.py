@@ -153,7 +153,9 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``reward``: see Rewards. ``max_steps`` (50): truncation.
     - ``invalid_action`` (``"penalty"``) and ``invalid_action_penalty`` (-1.0): see Action Space.
     - ``device`` ("cpu"), ``dtype`` (``torch.float64``; float32 halves the cost), ``solver``, ``tol``, ``max_iter``:
-      the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic` and Learner conventions below).
+      the ERM (see :func:`reciprocal_gym.learners.fit_ridge_logistic` and Learner conventions below). ``tol``
+      (None): the Newton refit stops at gradient norm 1e-12 in float64 (1e4 below the convergence diagnostics'
+      verdict tolerance, so a settled verdict is not the refit's tolerance showing through), 1e-5 in float32.
     - ``penalty``, ``penalize_intercept``, ``standardize``, ``warm_start``: see Learner conventions.
     - ``backend`` (``"auto"``): ``"compiled"`` CPU kernels for binary learners on the CPU, ``"torch"`` ops
       everywhere, or ``"auto"`` (compiled where available); see :mod:`reciprocal_gym.envs.backend`.

@@ -8,7 +8,6 @@ from reciprocal_gym.wrappers.diagnostics import (
     SingleConvergenceDiagnostics,
     exact_w1,
     geometric_rate,
-    lipschitz_probe,
     sliced_w1,
 )
 from reciprocal_gym.wrappers.observations import KeepKeys
@@ -28,6 +27,5 @@ __all__ = [
     "SingleConvergenceDiagnostics",
     "exact_w1",
     "geometric_rate",
-    "lipschitz_probe",
     "sliced_w1",
 ]

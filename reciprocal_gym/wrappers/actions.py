@@ -38,8 +38,8 @@ class _SelectionAdapter(VectorWrapper):
         base = env.unwrapped
         self._expected = getattr(base.config, "adaptation", None) == "expected"
         self._k = int(getattr(base, "k", 1))
-        self.selector = SelectionAgent(criterion=lambda obs: obs, rule=rule, tau=tau, k=1 if self._expected
-                                       else self._k, law=self._expected, seed=seed)
+        self.selector = SelectionAgent(criterion=lambda obs: obs, rule=rule, tau=tau, k=self._k,
+                                       law=self._expected, seed=seed)
         self._obs: dict[str, Tensor] | None = None
 
     def _set_space(self, single: spaces.Space) -> None:

@@ -23,18 +23,41 @@ W1 modes:
 
 Per step, ``info`` gains (tensors (B,), each with its ``"_" + key`` validity mask as in Gymnasium's vector info):
 ``theta_step``, ``w1``, ``d``, ``step_ratio`` (``d_t / d_{t-1}``), ``rate`` (geometric-mean step ratio over the
-last ``window`` steps), and ``verdict`` (an index into :data:`VERDICTS`). :meth:`ConvergenceDiagnostics.reasons`
-explains each learner's verdict in words.
+last ``window`` steps), ``distance`` (the estimated distance to the fixed point, ``rate / (1 - rate) * d_t`` once the
+rate is known and below 1, else ``d_t``), ``period`` (the cycle's period, 0 when none) and ``verdict`` (an index into
+:data:`VERDICTS`). :meth:`ConvergenceDiagnostics.reasons` explains each learner's verdict in words, and
+:meth:`ConvergenceDiagnostics.time_average` gives the time-averaged parameters.
 
-Verdicts: ``converged`` (``d_t <= tol``); ``diverging`` (theta not finite, ``|theta| > theta_limit``, or ``|theta|``
-growing tenfold over the window while steps grow); ``oscillating`` (no contraction over the window, rate >= 0.95,
-and the state returns to within 10 % of a state 2 to ``max_period`` steps earlier, i.e. a cycle); ``undecided``
-otherwise (including slow, non-geometric decay).
+Verdicts:
+
+- ``converged``: the estimated distance to the fixed point is at most ``tol``. For a geometric decay at rate rho the
+  remaining path is ``d_t rho / (1 - rho)``: the verdict waits for it, not for one small step. The pool envs refit to a
+  gradient norm of 1e-12 by default, 1e4 below the default ``tol`` (1e-8); the wrapper warns when an env's solver
+  tolerance is not at least 1e3 below ``tol`` (a run could then count as converged because the warm-started refit
+  stops moving, not because the loop settled).
+- ``diverging``: theta not finite, ``|theta| > theta_limit``, or ``|theta|`` growing tenfold over the window while
+  steps grow.
+- ``oscillating``: no contraction over the window (rate >= 0.95) and the state returns to within 10 % of a state 2 to
+  ``max_period`` steps earlier; or the last two parameters repeat exactly (to 1e-9) those p steps earlier for a
+  longer p (up to ``2 * stationary_window - 2``): a cycle, whose period is reported (``period``, and in the reason).
+  A deterministic loop on finitely many training sets (argmax selection with a swap buffer) ends in such cycles,
+  often of period 10 to 100.
+- ``stationary``: stationary in distribution, the verdict for randomized (sampled) selection, whose iterates never
+  settle: the empirical law of theta over the last ``stationary_window`` steps is within ``stationary_tol`` times
+  its spread of the law over the ``stationary_window`` steps before (W1 between the two windows, sliced: the mean
+  over ``n_projections`` random directions of theta; the spread: the mean absolute deviation of the projections over
+  both windows). A drift (even a slow one, like greedy add-only's 1/n steps) gives a ratio near 2; independent
+  draws about 0.3 (windows of 50), a strongly autocorrelated chain (AR(1) with coefficient 0.9) about 0.8. The
+  time-averaged iterate is then the quantity to report (:meth:`ConvergenceDiagnostics.time_average`). This test and
+  the exact long-cycle test run every ``stationary_window // 5`` steps of a learner (their cost); the verdict holds
+  in between.
+- ``undecided``: otherwise (including slow, non-geometric decay).
 """
 
 from __future__ import annotations
 
 import itertools
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -47,7 +70,7 @@ from torch import Tensor
 from reciprocal_gym.arguments import MAX_SEED, Choice, Integer, Real
 from reciprocal_gym.utils.threads import worker_pool
 
-VERDICTS = ("undecided", "converged", "oscillating", "diverging")
+VERDICTS = ("undecided", "converged", "oscillating", "diverging", "stationary")
 DISTANCES = ("exact", "sliced", "theta")
 ARGUMENTS = {
     "distance": Choice(DISTANCES),
@@ -57,6 +80,8 @@ ARGUMENTS = {
     "theta_limit": Real(0.0, 1e300, open_low=True),
     "n_projections": Integer(1, 10_000),
     "seed": Integer(0, MAX_SEED),
+    "stationary_window": Integer(5, 100_000),
+    "stationary_tol": Real(0.0, 2.0, open_low=True),
 }
 """What each argument of :class:`ConvergenceDiagnostics` allows (``max_period <= window`` too)."""
 
@@ -208,15 +233,24 @@ class _Tracker:
     """The batched bookkeeping of the diagnostics for a vector env (B learners)."""
 
     def __init__(self, env: Any, distance: str, tol: float, window: int, max_period: int, theta_limit: float,
-                 n_projections: int, seed: int) -> None:
+                 n_projections: int, seed: int, stationary_window: int = 50, stationary_tol: float = 0.8) -> None:
         values = {"distance": distance, "tol": tol, "window": window, "max_period": max_period,
-                  "theta_limit": theta_limit, "n_projections": n_projections, "seed": seed}
+                  "theta_limit": theta_limit, "n_projections": n_projections, "seed": seed,
+                  "stationary_window": stationary_window, "stationary_tol": stationary_tol}
         for name, spec in ARGUMENTS.items():
             spec.check(name, values[name])
         if max_period > window:
             raise ValueError(f"window={window!r} and max_period={max_period!r} must satisfy 2 <= max_period <= window")
         self.env, self.distance, self.tol, self.window = env, distance, tol, window
         self.max_period, self.theta_limit = max_period, theta_limit
+        self.stationary_window, self.stationary_tol = stationary_window, stationary_tol
+        solver_tol = getattr(env, "solver_tolerance", None)
+        if solver_tol is not None and getattr(env.config, "solver", None) != "irls" and solver_tol > 1e-3 * tol:
+            warnings.warn(
+                f"the env's refit stops at gradient norm {solver_tol:g}, not at least 1e3 below the verdict's "
+                f"tol={tol:g}: a run may count as converged because the warm-started refit stops moving, not because "
+                "the loop settled. Create the env with a smaller tol (the float64 default is 1e-12) or give the "
+                "diagnostics a larger one.", stacklevel=3)
         theta = env.parameters()
         if distance != "theta":
             try:
@@ -229,6 +263,16 @@ class _Tracker:
             self.directions = (dirs / dirs.norm(dim=1, keepdim=True)).to(theta.device)
         B, P = theta.shape
         self.B = B
+        generator = torch.Generator().manual_seed(seed + 1)
+        dirs = torch.randn(n_projections, P, generator=generator, dtype=torch.float64)
+        self.theta_directions = (dirs / dirs.norm(dim=1, keepdim=True)).to(theta.device, theta.dtype)
+        self.projections = torch.zeros(B, 2 * stationary_window, n_projections, dtype=theta.dtype,
+                                       device=theta.device)
+        self.theta_sum = torch.zeros(B, P, dtype=torch.float64, device=theta.device)
+        self.cadence = max(1, stationary_window // 5)
+        """Steps between a learner's window tests (exact long cycles, stationarity)."""
+        self._long_lag = torch.zeros(B, dtype=torch.int64, device=theta.device)
+        self._stationarity = torch.full((B,), torch.inf, dtype=theta.dtype, device=theta.device)
         self.thetas = torch.zeros(B, window + 1, P, dtype=theta.dtype, device=theta.device)
         self.ds = torch.zeros(B, window, dtype=theta.dtype, device=theta.device)
         self.count = torch.zeros(B, dtype=torch.int64, device=theta.device)
@@ -244,6 +288,10 @@ class _Tracker:
         self.ds = torch.where(rows.unsqueeze(1), 0.0, self.ds)
         self.count = torch.where(rows, 0, self.count)
         self.verdict = torch.where(rows, 0, self.verdict)
+        self.projections = torch.where(rows.view(-1, 1, 1), 0.0, self.projections)
+        self.theta_sum = torch.where(rows.unsqueeze(1), 0.0, self.theta_sum)
+        self._long_lag = torch.where(rows, 0, self._long_lag)
+        self._stationarity = torch.where(rows, torch.inf, self._stationarity)
         if self.distance != "theta":
             x, y, m = self.env.training_measure()
             if self._x is None:
@@ -287,12 +335,19 @@ class _Tracker:
         ratio = torch.where(has_prev, d / torch.where(has_prev, d_prev, 1.0), 0.0)
         ds = torch.cat([self.ds[:, 1:], d.unsqueeze(1)], 1)
         thetas = torch.cat([self.thetas[:, 1:], theta.unsqueeze(1)], 1)
+        finite_theta = torch.where(torch.isfinite(theta), theta, 0.0)
+        # the projections of theta in a ring buffer: learner b's step number count[b] goes to slot count[b] % n
+        idx = torch.arange(self.B, device=theta.device) if every else torch.nonzero(stepped).squeeze(1)
+        slot = self.count[idx] % self.projections.shape[1]
+        self.projections[idx, slot] = (finite_theta[idx] @ self.theta_directions.T)
         if every:
             self.ds, self.thetas = ds, thetas
+            self.theta_sum = self.theta_sum + finite_theta.to(torch.float64)
         else:
             live = stepped.unsqueeze(1)
             self.ds = torch.where(live, ds, self.ds)
             self.thetas = torch.where(live.unsqueeze(-1), thetas, self.thetas)
+            self.theta_sum = torch.where(live, self.theta_sum + finite_theta.to(torch.float64), self.theta_sum)
         self.count = self.count + stepped.long()
         w = self.window
         full = self.count >= w
@@ -300,19 +355,67 @@ class _Tracker:
         rate_ok = full & (first > 0) & (d > 0)
         rate = torch.where(rate_ok, (d / torch.where(rate_ok, first, 1.0)).clamp_min(1e-300) ** (1.0 / (w - 1)),
                            0.0)
-        self._judge(theta, d, rate, rate_ok, full, stepped, every)
+        distance = torch.where(rate_ok & (rate < 1), d * rate / (1 - torch.where(rate < 1, rate, 0.0)), d)
+        period = self._judge(theta, d, distance, rate, rate_ok, full, stepped, every)
         return {"theta_step": theta_step, "w1": w1, "d": d, "step_ratio": ratio, "rate": rate,
-                "verdict": self.verdict.clone()}, {"step_ratio": has_prev & stepped, "rate": rate_ok & stepped}
+                "distance": distance, "period": period, "verdict": self.verdict.clone()}, \
+            {"step_ratio": has_prev & stepped, "rate": rate_ok & stepped}
 
-    def _judge(self, theta: Tensor, d: Tensor, rate: Tensor, rate_ok: Tensor, full: Tensor, stepped: Tensor,
-               every: bool) -> None:
+    def _chronological(self, idx: Tensor) -> Tensor:
+        """The projection history of learners ``idx``, oldest first: (len(idx), 2 * stationary_window, L)."""
+        n = self.projections.shape[1]
+        order = (self.count[idx].unsqueeze(1) + torch.arange(n, device=idx.device)) % n
+        return self.projections[idx].gather(1, order.unsqueeze(-1).expand(-1, -1, self.projections.shape[-1]))
+
+    def stationarity(self, rows: Tensor | None = None) -> Tensor:
+        """(B,) W1 between the empirical laws of theta over the last two ``stationary_window`` windows (sliced over
+        the random directions) divided by the projections' mean absolute deviation over both; inf before
+        2 * stationary_window steps, and for learners outside ``rows`` (B,) bool when given (only those are
+        computed)."""
+        w = self.stationary_window
+        out = torch.full((self.B,), torch.inf, dtype=self.projections.dtype, device=self.projections.device)
+        ready = self.count >= 2 * w if rows is None else rows & (self.count >= 2 * w)
+        if not bool(ready.any()):
+            return out
+        idx = torch.nonzero(ready).squeeze(1)
+        p = self._chronological(idx)
+        early, late = p[:, :w].sort(dim=1).values, p[:, w:].sort(dim=1).values
+        w1 = (early - late).abs().mean((1, 2))
+        spread = (p - p.mean(1, keepdim=True)).abs().mean((1, 2))
+        ratio = torch.where(spread > 0, w1 / torch.where(spread > 0, spread, 1.0), torch.where(w1 > 0, torch.inf, 0.0))
+        return out.index_copy(0, idx, ratio)
+
+    def _exact_cycle(self, rows: Tensor) -> Tensor:
+        """(B,) the smallest lag p in (max_period, 2 * stationary_window - 1) at which the last two parameters repeat
+        those p steps earlier exactly (to 1e-9 relative, in the random projections): a deterministic loop on finitely
+        many training sets (argmax selection with a buffer) ends in such a cycle, often longer than the window's
+        test sees; 0 where there is none, and for learners outside ``rows`` (B,) bool (only those are searched)."""
+        out = torch.zeros(self.B, dtype=torch.int64, device=self.projections.device)
+        n = self.projections.shape[1]
+        longest = min(n - 2, int(self.count.max()) - 2)
+        rows = rows & (self.count >= self.max_period + 3)
+        if longest <= self.max_period or not bool(rows.any()):
+            return out
+        idx = torch.nonzero(rows).squeeze(1)
+        p = self._chronological(idx)
+        lags = torch.arange(self.max_period + 1, longest + 1, device=p.device)
+        scale = 1e-9 * (1.0 + p[:, -1].abs().amax(-1, keepdim=True))
+        last = (p[:, -1:] - p[:, n - 1 - lags]).abs().amax(-1) <= scale  # (b, lags)
+        before = (p[:, -2:-1] - p[:, n - 2 - lags]).abs().amax(-1) <= scale
+        seen = self.count[idx].unsqueeze(1) >= lags.unsqueeze(0) + 2
+        match = last & before & seen
+        first = torch.where(match, lags.unsqueeze(0), n).amin(1)
+        return out.index_copy(0, idx, torch.where(first < n, first, 0))
+
+    def _judge(self, theta: Tensor, d: Tensor, distance: Tensor, rate: Tensor, rate_ok: Tensor, full: Tensor,
+               stepped: Tensor, every: bool) -> Tensor:
         norm = theta.norm(dim=1)
         finite = torch.isfinite(theta).all(1)
         huge = norm > self.theta_limit
         old_norm = self.thetas[:, 1].norm(dim=1)
         growing = full & (norm > 10.0 * old_norm.clamp_min(1e-12)) & rate_ok & (rate > 1.0)
         diverging = ~finite | huge | growing
-        converged = finite & (d <= self.tol)
+        converged = finite & (distance <= self.tol)
         recent = (self.thetas[:, -1] - self.thetas[:, -2]).norm(dim=1)
         back = torch.stack([(self.thetas[:, -1] - self.thetas[:, -1 - lag]).norm(dim=1)
                             for lag in range(2, self.max_period + 1)], 1)
@@ -320,11 +423,28 @@ class _Tracker:
         recurrent = full & (closest <= 0.1 * recent) & (recent > self.tol)
         stalled = rate_ok & (rate >= 0.95)
         oscillating = recurrent & (stalled | ~rate_ok)
-        verdict = torch.where(diverging, 3, torch.where(converged, 1, torch.where(oscillating, 2, 0)))
+        # the window tests only where the verdict is open, and every `cadence` steps of a learner (their cost):
+        # between, each learner keeps its last result
+        open_rows = ~diverging & ~converged & ~oscillating
+        due = open_rows & stepped & (self.count % self.cadence == 0)
+        if bool(due.any()):
+            lag_now = self._exact_cycle(due & (recent > self.tol))
+            self._long_lag = torch.where(due, lag_now, self._long_lag)
+            ratio_now = self.stationarity(due & (lag_now == 0))
+            self._stationarity = torch.where(due, ratio_now, self._stationarity)
+        long_lag = self._long_lag
+        long_cycle = open_rows & (long_lag > 0)
+        oscillating = oscillating | long_cycle
+        stationarity = torch.where(open_rows & ~long_cycle, self._stationarity, torch.inf)
+        stationary = stationarity <= self.stationary_tol
+        verdict = torch.where(diverging, 3, torch.where(converged, 1, torch.where(
+            oscillating, 2, torch.where(stationary, 4, 0))))
         self.verdict = verdict if every else torch.where(stepped, verdict, self.verdict)
+        period = torch.where(verdict == 2, torch.where(long_cycle, long_lag, lag + 2), 0)
         # the figures behind each verdict, kept per learner; reasons() puts them into words only when asked
-        fresh = {"d": d, "rate": rate, "rate_ok": rate_ok, "norm": norm, "finite": finite, "huge": huge,
-                 "closest": closest, "recent": recent, "lag": lag, "verdict": verdict, "full": full,
+        fresh = {"d": d, "distance": distance, "rate": rate, "rate_ok": rate_ok, "norm": norm, "finite": finite,
+                 "huge": huge, "closest": closest, "recent": recent, "lag": lag, "verdict": verdict, "full": full,
+                 "stationarity": stationarity, "period": period, "long": long_cycle,
                  "seen": torch.ones_like(stepped)}
         if every:
             self._why = fresh
@@ -332,6 +452,7 @@ class _Tracker:
             self._why = {k: torch.where(stepped, v, torch.zeros_like(v)) for k, v in fresh.items()}
         else:
             self._why = {k: torch.where(stepped, v, self._why[k]) for k, v in fresh.items()}
+        return period
 
     def _explain(self, b: int, values: dict[str, Tensor]) -> str:
         if not bool(values["seen"][b]):
@@ -343,74 +464,36 @@ class _Tracker:
                    f"|theta| = {float(values['norm'][b]):.3g} > {self.theta_limit:g}" if bool(values["huge"][b])
                    else f"|theta| grew more than tenfold over {self.window} steps ({rate_txt})")
         elif v == 1:
-            why = f"d_t = {float(values['d'][b]):.3g} <= tol = {self.tol:g}"
+            why = (f"estimated distance to the fixed point {float(values['distance'][b]):.3g} <= tol = {self.tol:g} "
+                   f"(d_t = {float(values['d'][b]):.3g}; {rate_txt})")
+        elif v == 2 and bool(values["long"][b]):
+            period = int(values["period"][b])
+            why = (f"the last two parameters repeat those {period} steps earlier exactly (last step "
+                   f"{float(values['recent'][b]):.3g}): a cycle of period {period}")
         elif v == 2:
             period = int(values["lag"][b]) + 2
             why = (f"theta returns within {float(values['closest'][b]):.3g} of its value {period} steps earlier "
                    f"(last step {float(values['recent'][b]):.3g}): a cycle of period {period}; {rate_txt}")
+        elif v == 4:
+            why = (f"the law of theta over the last {self.stationary_window} steps is within "
+                   f"{float(values['stationarity'][b]):.3g} x its spread of the law over the {self.stationary_window} "
+                   f"before (<= stationary_tol = {self.stationary_tol:g}): stationary in distribution; d_t = "
+                   f"{float(values['d'][b]):.3g} (report the time-averaged theta)")
         else:
-            why = (f"d_t = {float(values['d'][b]):.3g} > tol; {rate_txt}"
+            why = (f"estimated distance to the fixed point {float(values['distance'][b]):.3g} > tol; {rate_txt}"
                    + ("" if bool(values["full"][b]) else f"; fewer than {self.window} steps seen"))
         return f"{VERDICTS[v]}: {why}"
+
+    def time_average(self) -> Tensor:
+        """(B, P) float64 the mean of theta over the steps since each learner's episode began (zeros before a
+        step)."""
+        return self.theta_sum / self.count.clamp_min(1).to(torch.float64).unsqueeze(1)
 
     def reasons(self) -> list[str]:
         if self._why is None:
             return ["no steps yet"] * self.B
         values = {k: v.detach().cpu() for k, v in self._why.items()}
         return [self._explain(b, values) for b in range(self.B)]
-
-
-def lipschitz_probe(env: Any, agent: Any, n_probes: int = 4, delta: float = 1e-4, seed: int = 0) -> dict[str, Tensor]:
-    """Estimate, per learner, how strongly one reciprocal step amplifies a change of the state.
-
-    From the env's current state s = (theta, P) it takes ``n_probes`` copies with theta moved by ``delta`` in
-    random directions (common random numbers: the agent is re-seeded with ``seed`` before each step), applies one
-    step of the loop to s and to each copy (the agent's selection, the label generation, the adaptation, the refit)
-    and measures:
-
-    - ``L``: the sample adaptation's Lipschitz constant in theta, max_j W1(P'_j, P') / |theta_j - theta|;
-    - ``erm``: the ERM's measured Lipschitz constant in W1, max_j |theta'_j - theta'| / W1(P'_j, P') (a lower
-      estimate of the theory's beta / gamma);
-    - ``kappa``: ``L * (1 + erm)``, the estimate of the theory's contraction constant L(1 + beta/gamma) (< 1:
-      a contraction);
-    - ``ratio``: the map's measured amplification, max_j d(F(s_j), F(s)) / d(s_j, s).
-
-    The env is left exactly as it was (checkpointed and restored). Pool environments (SelfTrain, ActiveLearn)
-    with a deterministic step (``adaptation="expected"``, or a deterministic agent) give exact finite differences;
-    with sampled selections the common random numbers keep the noise out only as far as the samples agree.
-    """
-    base = env.unwrapped
-    if not hasattr(base, "perturb_parameters"):
-        raise ValueError("lipschitz_probe needs a pool environment (SelfTrain, ActiveLearn)")
-    snapshot = base.get_state()
-    x, _, _ = base.training_measure()
-
-    def one_step(offset: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        base.set_state(snapshot)
-        if offset is not None:
-            base.perturb_parameters(offset)
-        obs = base._observe()
-        agent.reset(seed)
-        base.step(agent.act_in(base, obs))
-        _, y, m = base.training_measure()
-        return base.parameters().clone(), y, m
-
-    theta0 = base.parameters().clone()
-    ref_theta, ref_y, ref_m = one_step(None)
-    generator = torch.Generator().manual_seed(seed)
-    L = torch.zeros(base.num_envs, dtype=theta0.dtype, device=theta0.device)
-    erm, ratio = torch.zeros_like(L), torch.zeros_like(L)
-    for _ in range(n_probes):
-        direction = torch.randn(theta0.shape, generator=generator, dtype=theta0.dtype).to(theta0.device)
-        direction = delta * direction / direction.norm(dim=1, keepdim=True)
-        theta_j, y_j, m_j = one_step(direction)
-        w1 = exact_w1(x, ref_y, ref_m, y_j, m_j)
-        moved = (theta_j - ref_theta).norm(dim=1)
-        L = torch.maximum(L, w1 / delta)
-        erm = torch.maximum(erm, torch.where(w1 > 0, moved / torch.where(w1 > 0, w1, 1.0), 0.0))
-        ratio = torch.maximum(ratio, (moved + w1) / delta)
-    base.set_state(snapshot)
-    return {"L": L, "erm": erm, "kappa": L * (1.0 + erm), "ratio": ratio}
 
 
 class ConvergenceDiagnostics(VectorWrapper):
@@ -427,7 +510,10 @@ class ConvergenceDiagnostics(VectorWrapper):
         window: steps over which the rate and the cycle test look back (10).
         max_period: longest cycle the oscillation test looks for (4).
         theta_limit: ``|theta|`` above it counts as diverging (1e6).
-        n_projections: directions of the sliced distance (16), drawn from ``seed`` (0).
+        n_projections: directions of the sliced distance and of the stationarity test (16), drawn from ``seed``
+            (0).
+        stationary_window: the two windows (of this many steps each) the stationarity test compares (50).
+        stationary_tol: the largest ratio of their W1 to the spread that counts as stationary (0.8).
     """
 
     def __new__(cls, env: Any, *args: Any, **kwargs: Any) -> Any:
@@ -436,9 +522,11 @@ class ConvergenceDiagnostics(VectorWrapper):
         return super().__new__(cls)
 
     def __init__(self, env: VectorEnv, distance: str = "exact", tol: float = 1e-8, window: int = 10,
-                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0) -> None:
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0,
+                 stationary_window: int = 50, stationary_tol: float = 0.8) -> None:
         super().__init__(env)
-        self.tracker = _Tracker(env.unwrapped, distance, tol, window, max_period, theta_limit, n_projections, seed)
+        self.tracker = _Tracker(env.unwrapped, distance, tol, window, max_period, theta_limit, n_projections, seed,
+                                stationary_window, stationary_tol)
         self._started = False
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -476,6 +564,11 @@ class ConvergenceDiagnostics(VectorWrapper):
         """Each learner's current verdict, in words."""
         return self.tracker.reasons()
 
+    def time_average(self) -> Tensor:
+        """(B, P) each learner's theta averaged over the steps of its episode so far: the quantity to report for
+        randomized selection, whose iterates are stationary in distribution rather than settled."""
+        return self.tracker.time_average()
+
     @property
     def verdict_names(self) -> tuple[str, ...]:
         return VERDICTS
@@ -485,12 +578,14 @@ class SingleConvergenceDiagnostics(gym.Wrapper):
     """The diagnostics for a single env of the suite (its batched engine with one learner); info values are floats."""
 
     def __init__(self, env: gym.Env, distance: str = "exact", tol: float = 1e-8, window: int = 10,
-                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0) -> None:
+                 max_period: int = 4, theta_limit: float = 1e6, n_projections: int = 16, seed: int = 0,
+                 stationary_window: int = 50, stationary_tol: float = 0.8) -> None:
         super().__init__(env)
         vector = getattr(env.unwrapped, "vector_env", None)
         if vector is None:
             raise ValueError("ConvergenceDiagnostics needs an environment of the reciprocal_gym suite")
-        self.tracker = _Tracker(vector, distance, tol, window, max_period, theta_limit, n_projections, seed)
+        self.tracker = _Tracker(vector, distance, tol, window, max_period, theta_limit, n_projections, seed,
+                                stationary_window, stationary_tol)
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(**kwargs)
@@ -510,6 +605,10 @@ class SingleConvergenceDiagnostics(gym.Wrapper):
 
     def reasons(self) -> list[str]:
         return self.tracker.reasons()
+
+    def time_average(self) -> np.ndarray:
+        """(P,) theta averaged over the episode's steps so far."""
+        return self.tracker.time_average()[0].cpu().numpy()
 
 
 def geometric_rate(d: np.ndarray) -> float | None:
