@@ -62,6 +62,9 @@ def test_episode_statistics_add_up_the_rewards(mode):
 
 @pytest.mark.parametrize("mode", ["next_step", "same_step"])
 def test_reward_normalization_equals_gymnasiums_on_the_same_stream(mode):
+    if tuple(int(part) for part in gym.__version__.split(".")[:2]) < (1, 4):
+        pytest.skip("before Gymnasium 1.4 its vector NormalizeReward ignored the autoreset mode (it resets the "
+                    "return on terminated only); ours follows 1.4's handling (CI's RLlib environment has 1.2.2)")
     kwargs = {"reward_dist": "gaussian", "max_steps": 7, "autoreset_mode": mode}
     ours = NormalizeReward(_vec("Reciprocal-Bandit-v0", **kwargs), gamma=0.9)
     theirs = GymNormalizeReward(ArrayConversion(_vec("Reciprocal-Bandit-v0", **kwargs), env_xp=torch, target_xp=np),

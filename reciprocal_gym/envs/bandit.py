@@ -23,6 +23,7 @@ from reciprocal_gym.envs.base import (
     SingleEnv,
     action_tensor,
     discrete_actions,
+    real_box,
     register_env,
     resolve_dtype,
 )
@@ -213,7 +214,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         cap = float(cfg.window if self.windowed else cfg.max_steps)
         self.single_observation_space = spaces.Dict(
             {
-                "theta": spaces.Box(0.0 if bernoulli else -np.inf, 1.0 if bernoulli else np.inf, (K,), np.float32),
+                "theta": real_box((K,), 0.0, 1.0) if bernoulli else real_box((K,)),
                 "counts": spaces.Box(0.0, cap, (K,), np.float32),
                 "pulls": spaces.Box(0.0, float(cfg.max_steps), (K,), np.float32),
                 "step": spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32),

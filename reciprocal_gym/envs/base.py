@@ -24,6 +24,19 @@ from reciprocal_gym.arguments import MAX_SEED, Integer, check_seed, learner_valu
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.utils.threads import env_torch_threads, torch_threads
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+"""The bound of an observation entry that has no tighter one: every value the envs emit is finite in float32."""
+
+OBSERVATION_LAYOUTS = ("dict", "flat")
+ARRAY_KINDS = ("torch", "numpy")
+
+
+def real_box(shape: tuple[int, ...], low: float = -FLOAT32_MAX, high: float = FLOAT32_MAX) -> gym.spaces.Box:
+    """A float32 Box with finite bounds: ``low`` / ``high`` where the values are known to lie, else the finite float32
+    range (Gymnasium's checker warns on infinite bounds; no entry is ever inf or NaN)."""
+    return gym.spaces.Box(low, high, shape, np.float32)
+
+
 AUTORESET_MODES = {
     "next_step": AutoresetMode.NEXT_STEP,
     "same_step": AutoresetMode.SAME_STEP,
@@ -68,6 +81,16 @@ class BatchedVectorEnv(VectorEnv):
 
     Partial reset: ``reset(seed=None, options={"reset_mask": mask})`` with a (num_envs,) bool mask resets only
     those learners; the others keep their state.
+
+    Arrays (``arrays``): ``"torch"`` (default), tensors on ``device``; ``"numpy"``, the same values as numpy arrays
+    (observations, rewards, flags and info; actions may be either), for clients that read numpy from a vector env
+    (RLlib's batched path) without a wrapper. The suite's own wrappers and agents read torch.
+
+    Observation layout (``observation_layout``): ``"dict"`` (default), the Dict of named entries every agent of the
+    suite reads; ``"flat"``, one 1-D Box per learner (the entries flattened and concatenated in the order of
+    ``gymnasium.spaces.flatten_space``), for RL libraries whose default networks or checkers want a flat vector
+    (Stable-Baselines3's ``MlpPolicy`` and ``check_env``, RLlib's default encoders). The Dict space stays available
+    as ``dict_observation_space``; every Box has finite bounds.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -76,7 +99,8 @@ class BatchedVectorEnv(VectorEnv):
     """The env's frozen settings dataclass; the keyword arguments build it (``self.config``) and its ``dtype``."""
 
     def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu",
-                 autoreset_mode: str | AutoresetMode = "next_step", **kwargs: Any) -> None:
+                 autoreset_mode: str | AutoresetMode = "next_step", observation_layout: str = "dict",
+                 arrays: str = "torch", **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} is not allowed; it must be a positive int")
         if isinstance(autoreset_mode, AutoresetMode):
@@ -88,6 +112,12 @@ class BatchedVectorEnv(VectorEnv):
                 f"autoreset_mode={autoreset_mode!r} is not allowed; choose one of {tuple(AUTORESET_MODES)} "
                 "or a gymnasium.vector.AutoresetMode"
             )
+        if observation_layout not in OBSERVATION_LAYOUTS:
+            raise ValueError(f"observation_layout={show(observation_layout)} is not allowed; choose one of "
+                             f"{OBSERVATION_LAYOUTS}")
+        if arrays not in ARRAY_KINDS:
+            raise ValueError(f"arrays={show(arrays)} is not allowed; choose one of {ARRAY_KINDS}")
+        self.arrays = arrays
         self.num_envs = int(num_envs)
         self.device = resolve_device(device)
         self.render_mode = None
@@ -106,9 +136,26 @@ class BatchedVectorEnv(VectorEnv):
             raise TypeError(f"unexpected arguments {sorted(kwargs)}")
         with torch_threads(self._torch_threads):
             self._setup()
+        self.observation_layout = observation_layout
+        self.dict_observation_space = getattr(self, "single_observation_space", None)
+        """The observation as a Dict space (what :meth:`_observe` returns), whatever the layout."""
+        if observation_layout == "flat":
+            self._flat_keys = list(self.dict_observation_space.spaces)
+            self.single_observation_space = gym.spaces.flatten_space(self.dict_observation_space)
+            self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+            self._flat_dtype = torch.float64 if self.single_observation_space.dtype == np.float64 else torch.float32
         # the reward's dtype for clients that read a reward space (TorchRL's GymWrapper builds its reward spec from it)
         reward_dtype = getattr(self, "dtype", torch.float32)
         self.reward_space = gym.spaces.Box(-np.inf, np.inf, (), np.dtype(str(reward_dtype).removeprefix("torch.")))
+
+    def _public(self, obs: dict[str, Tensor]) -> dict[str, Tensor] | Tensor:
+        """The observation in the env's layout: the Dict of tensors, or with ``observation_layout="flat"`` one
+        (B, D) tensor, the entries flattened per learner and concatenated in the order of
+        ``gymnasium.spaces.flatten_space`` (Gymnasium's ``spaces.flatten`` of the Dict observation)."""
+        if self.observation_layout == "dict":
+            return obs
+        B = self.num_envs
+        return torch.cat([obs[key].reshape(B, -1).to(self._flat_dtype) for key in self._flat_keys], dim=1)
 
     @property
     def autoreset_mode(self) -> AutoresetMode:
@@ -241,7 +288,8 @@ class BatchedVectorEnv(VectorEnv):
         """Reset all learners, or those in ``options["reset_mask"]``; returns (observations, info). The env's torch
         ops run on ``RECIPROCAL_GYM_TORCH_THREADS`` threads (default 1, see :mod:`reciprocal_gym.utils.threads`)."""
         with torch_threads(self._torch_threads):
-            return self._reset(seed, options)
+            out = self._reset(seed, options)
+        return out if self.arrays == "torch" else _to_numpy(out)
 
     def _reset(self, seed: int | list[int] | None,
                options: dict[str, Any] | None) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -251,7 +299,7 @@ class BatchedVectorEnv(VectorEnv):
         values = self._reset_rows(rows, self._rngs(rows_np))
         self._needs_reset = self._needs_reset & ~rows
         self._has_reset = True
-        return self._observe(), self._info(values, rows)
+        return self._public(self._observe()), self._info(values, rows)
 
     def step(
         self, actions: Any
@@ -259,7 +307,8 @@ class BatchedVectorEnv(VectorEnv):
         """Step every learner with its action; see the class docstring for autoreset. The env's torch ops run on
         ``RECIPROCAL_GYM_TORCH_THREADS`` threads (default 1), the caller's count is restored afterwards."""
         with torch_threads(self._torch_threads):
-            return self._step(actions)
+            out = self._step(actions)
+        return out if self.arrays == "torch" else _to_numpy(out)
 
     def _step(self, actions: Any) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor, dict[str, Any]]:
         if not self._has_reset:
@@ -288,7 +337,7 @@ class BatchedVectorEnv(VectorEnv):
         done = terminated | truncated
         info = self._info(values, self._all_rows)
         if mode == AutoresetMode.SAME_STEP and bool(done.any()):
-            info["final_obs"] = self._observe()
+            info["final_obs"] = self._public(self._observe())
             info["_final_obs"] = done
             info["final_info"] = dict(info)
             info["_final_info"] = done
@@ -301,7 +350,7 @@ class BatchedVectorEnv(VectorEnv):
             self._needs_reset = torch.zeros_like(done)
         else:
             self._needs_reset = done
-        return self._observe(), reward, terminated, truncated, info
+        return self._public(self._observe()), reward, terminated, truncated, info
 
     def _info(self, values: dict[str, Tensor], rows: Tensor) -> dict[str, Any]:
         info: dict[str, Any] = {}
@@ -418,6 +467,8 @@ def _to_numpy(value: Any) -> Any:
         return value.detach().cpu().numpy()
     if isinstance(value, dict):
         return {k: _to_numpy(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_to_numpy(v) for v in value)
     return value
 
 
@@ -439,6 +490,9 @@ class SingleEnv(gym.Env):
         for fixed in ("num_envs", "device", "autoreset_mode"):
             if fixed in kwargs:
                 raise ValueError(f"{fixed} is not an argument of the single env; use gym.make_vec for batches")
+        if "arrays" in kwargs:
+            raise ValueError("arrays is not an argument of the single env: it speaks numpy already (arrays is for "
+                             "the batched env made by gym.make_vec)")
         self.vector_env = self.vector_class(num_envs=1, device="cpu", autoreset_mode="disabled", **kwargs)
         self.observation_space = self.vector_env.single_observation_space
         self.action_space = self.vector_env.single_action_space
@@ -508,7 +562,9 @@ class SingleEnv(gym.Env):
         return self.vector_env.action_masks()[0].cpu().numpy()
 
     @staticmethod
-    def _obs(obs: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    def _obs(obs: dict[str, Tensor] | Tensor) -> dict[str, np.ndarray] | np.ndarray:
+        if isinstance(obs, Tensor):  # observation_layout="flat"
+            return obs[0].cpu().numpy()
         return {key: value[0].cpu().numpy() for key, value in obs.items()}
 
     @staticmethod

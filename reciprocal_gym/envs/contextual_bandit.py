@@ -17,7 +17,14 @@ from reciprocal_gym.core.adaptation import per_learner as adapt_per_learner
 from reciprocal_gym.data import DATASETS, from_arrays, load_dataset
 from reciprocal_gym.data.splits import standardization
 from reciprocal_gym.envs import checkpoint as ckpt
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
+from reciprocal_gym.envs.base import (
+    BatchedVectorEnv,
+    SingleEnv,
+    discrete_actions,
+    real_box,
+    register_env,
+    resolve_dtype,
+)
 from reciprocal_gym.envs.scoring import Scoring
 
 SOURCES = ("dataset", "linear")
@@ -215,9 +222,9 @@ class ContextualBanditVectorEnv(BatchedVectorEnv):
         cap = float(cfg.window if cfg.history == "window" else cfg.max_steps)
         self.single_observation_space = spaces.Dict(
             {
-                "context": spaces.Box(-np.inf, np.inf, (p,), np.float32),
-                "theta": spaces.Box(-np.inf, np.inf, (K, p), np.float32),
-                "widths": spaces.Box(0.0, np.inf, (K,), np.float32),
+                "context": real_box((p,)),
+                "theta": real_box((K, p)),
+                "widths": real_box((K,), 0.0),
                 "counts": spaces.Box(0.0, cap, (K,), np.float32),
                 "step": spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32),
             }

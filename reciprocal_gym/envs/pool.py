@@ -39,7 +39,7 @@ from reciprocal_gym.data import (
 from reciprocal_gym.data.datasets import MAX_FEATURE_FLOAT32
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.backend import BACKENDS, pool_backend
-from reciprocal_gym.envs.base import BatchedVectorEnv, resolve_dtype
+from reciprocal_gym.envs.base import BatchedVectorEnv, real_box, resolve_dtype
 from reciprocal_gym.envs.context import SelectionContext, raw_parameters
 from reciprocal_gym.envs.pool_kernel import binary_pool_pass, gather_training_atoms
 from reciprocal_gym.envs.pool_parts import (
@@ -323,7 +323,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             "candidates": spaces.Box(0.0, cand_high, dtype=np.float32),
             "log_probs": spaces.Box(float(np.finfo(np_dtype).min), 0.0, (n, C), dtype=np_dtype),
             "action_mask": spaces.MultiBinary(n),
-            "theta": spaces.Box(-np.inf, np.inf, (self.n_params,), dtype=np.float32),
+            "theta": real_box((self.n_params,)),
             "scalars": spaces.Box(
                 0.0, np.array([self.config.max_steps, max_size, n], dtype=np.float32), dtype=np.float32
             ),

@@ -25,7 +25,14 @@ from reciprocal_gym.core.sor_kernel import sor_iterations_compiled
 from reciprocal_gym.data.datasets import real_array
 from reciprocal_gym.envs import checkpoint as ckpt
 from reciprocal_gym.envs.backend import BACKENDS, solver_backend
-from reciprocal_gym.envs.base import BatchedVectorEnv, SingleEnv, discrete_actions, register_env, resolve_dtype
+from reciprocal_gym.envs.base import (
+    FLOAT32_MAX,
+    BatchedVectorEnv,
+    SingleEnv,
+    discrete_actions,
+    register_env,
+    resolve_dtype,
+)
 from reciprocal_gym.envs.scoring import Scoring
 
 HISTORIES = ("full", "window")
@@ -190,8 +197,8 @@ class SolverRelaxVectorEnv(BatchedVectorEnv):
             "counts": spaces.Box(0.0, cap, (K,), np.float32),
         }
         if cfg.context:
-            low = np.array([-np.inf, 0.0, 0.0], np.float32)
-            high = np.array([np.inf, cfg.shift_max, 1.0], np.float32)
+            low = np.array([-FLOAT32_MAX, 0.0, 0.0], np.float32)
+            high = np.array([FLOAT32_MAX, cfg.shift_max, 1.0], np.float32)
             obs["context"] = spaces.Box(low, high, dtype=np.float32)
         obs["step"] = spaces.Box(0.0, float(cfg.max_steps), (1,), np.float32)
         self.single_observation_space = spaces.Dict(obs)

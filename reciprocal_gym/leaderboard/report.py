@@ -221,8 +221,8 @@ def html_page(info: dict[str, Any], groups: dict[str, list[dict[str, Any]]], res
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(rows)))
     names = [r["agent"] for r in rows][::-1]
     left = np.zeros(len(names))
-    for verdict, colour in (("converged", "#2a9d8f"), ("oscillating", "#e9c46a"), ("undecided", "#adb5bd"),
-                            ("diverging", "#e76f51")):
+    for verdict, colour in (("converged", "#2a9d8f"), ("stationary", "#8ab17d"), ("oscillating", "#e9c46a"),
+                            ("undecided", "#adb5bd"), ("diverging", "#e76f51")):
         share = np.array([r["verdicts"].get(verdict, 0.0) for r in rows][::-1])
         ax.barh(names, share, left=left, color=colour, label=verdict)
         left += share
