@@ -43,6 +43,11 @@ for env_id in reciprocal_gym.ENV_IDS:
         trl = GymEnv(env_id, num_envs=2, **kwargs)
         trl.rollout(3)
         trl.close()
+        import functools
+        from torchrl.envs import ParallelEnv
+        parallel = ParallelEnv(2, functools.partial(GymEnv, env_id, **kwargs), mp_start_method="fork")
+        parallel.rollout(3)
+        parallel.close()
     print("ok", env_id, flush=True)
 """
 
@@ -56,11 +61,32 @@ print("ok")
 
 
 def test_forked_workers_after_torch_work_in_the_parent_never_hang():
-    """Gymnasium's async vector env, SB3's SubprocVecEnv with fork, and TorchRL's GymEnv(id, num_envs=2) (if
-    installed), on every id, after the parent ran a Cholesky and stepped an env."""
+    """Gymnasium's async vector env, SB3's SubprocVecEnv with fork, and TorchRL's GymEnv(id, num_envs=2) and
+    ParallelEnv with fork (if installed), on every id, after the parent ran a Cholesky and stepped an env."""
     run = subprocess.run([sys.executable, "-c", FORK_AFTER_TORCH_WORK], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split().count("ok") == len(reciprocal_gym.ENV_IDS)
+
+
+PARALLEL_SPAWN = r"""
+import functools, torch
+from torchrl.envs import GymEnv, ParallelEnv
+if __name__ == "__main__":
+    torch.linalg.cholesky(torch.eye(8, dtype=torch.float64) * 2)
+    # spawned workers never imported the package: the module-qualified id imports it
+    parallel = ParallelEnv(2, functools.partial(GymEnv, "reciprocal_gym:Reciprocal-Bandit-v0"))
+    parallel.rollout(3)
+    parallel.close()
+    print("ok")
+"""
+
+
+def test_torchrl_parallel_env_with_its_default_start_method(tmp_path):
+    pytest.importorskip("torchrl.envs")
+    script = tmp_path / "parallel.py"
+    script.write_text(PARALLEL_SPAWN)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
 
 
 def test_the_module_qualified_id_resolves_in_a_fresh_process():
