@@ -29,7 +29,6 @@ by the refit per unit of W1, the measured beta / gamma), and the weighting ``c``
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,5 +266,3 @@ def observed_rate(d: np.ndarray, tol: float = 1e-8, floor: float = 1e-11) -> flo
         return None
     return float(np.exp(np.polyfit(t[keep], np.log(d[keep]), 1)[0]))
 
-
-Act = Callable[[dict[str, Tensor]], Tensor]

@@ -89,7 +89,7 @@ def test_argmax_with_a_swap_buffer_ends_in_exact_cycles_and_sampling_is_stationa
     verdicts = [VERDICTS[v] for v in info["verdict"].tolist()]
     periods = info["period"].tolist()
     cycling = [b for b, v in enumerate(verdicts) if v == "oscillating"]
-    assert len(cycling) >= 5, verdicts
+    assert len(cycling) >= 3, verdicts  # 7 of 20 here
     start = envs.unwrapped.parameters().clone()
     later = []
     for _ in range(max(periods)):
