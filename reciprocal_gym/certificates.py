@@ -186,7 +186,7 @@ def certificate(env: Any, agent: Any) -> Certificate:
     threshold = getattr(labels, "threshold", 0.0)
     if isinstance(threshold, torch.Tensor) or threshold != 0.0:
         reasons.append("a confidence threshold admits points by a jump (not Lipschitz)")
-    lam = _per_learner(base._lam, B)
+    lam = _per_learner(base.learner_setting("lam"), B)
     if not cfg.penalize_intercept:
         reasons.append("penalize_intercept=False: the loss is not strongly convex in the intercept")
     if np.any(lam <= 0):
@@ -231,7 +231,7 @@ def certificate(env: Any, agent: Any) -> Certificate:
         label_const = radius / (2.0 * temperature) if binary else math.sqrt(2.0) * radius / temperature
     else:  # the oracle's answers do not depend on theta
         label_const = np.zeros(B)
-    rate = _per_learner(base._expected_rate, B)
+    rate = _per_learner(base.learner_setting("expected_rate"), B)
     L_theta = rate * share * (0.5 * selection * criterion * diameter + label_const)
     L_P = 1.0 - rate
     erm = beta / gamma

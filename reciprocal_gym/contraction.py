@@ -112,11 +112,10 @@ def _base(env: Any) -> Any:
 
 
 def _rate_of(base: Any) -> Tensor:
-    rate = base._expected_rate
-    B = base.num_envs
+    rate = base.learner_setting("expected_rate")
     if isinstance(rate, Tensor):
         return rate.to(torch.float64).cpu()
-    return torch.full((B,), float(rate), dtype=torch.float64)
+    return torch.full((base.num_envs,), rate, dtype=torch.float64)
 
 
 def contraction_estimate(env: Any, agent: Any, theta0: Tensor | None = None, h: float = 1e-5,
@@ -204,13 +203,12 @@ def contraction_estimate(env: Any, agent: Any, theta0: Tensor | None = None, h: 
             res = G.norm(dim=1)
     found = res <= fixed_tol
     J = jacobian(theta)
-    lam = torch.linalg.eigvals(J.cpu())  # (B, P) complex
+    lam, vecs = torch.linalg.eig(J.cpu())  # (B, P) complex eigenvalues, (B, P, P) eigenvectors
     r = rate.view(-1, 1)
     rho = (1 - r + r * lam).abs().amax(1)
     rho = torch.where(rate < 1, torch.maximum(rho, 1 - rate), rho)
 
     # the leading eigendirection (real part; the imaginary part if the real part vanishes)
-    vecs = torch.linalg.eig(J.cpu()).eigenvectors
     lead = lam.abs().argmax(1)
     v = vecs[torch.arange(B), :, lead]
     direction = torch.where(v.real.norm(dim=1, keepdim=True) > 1e-8, v.real, v.imag).to(theta.device)
@@ -230,7 +228,7 @@ def contraction_estimate(env: Any, agent: Any, theta0: Tensor | None = None, h: 
     generator = torch.Generator().manual_seed(seed)
     u = torch.randn(B, P, generator=generator, dtype=torch.float64).to(theta.device)
     u = u / u.norm(dim=1, keepdim=True)
-    base_out = T(theta)
+    base_out = theta + G  # T(theta): the residual G belongs to the final iterate
     linear_radius = torch.full((B,), torch.inf, dtype=torch.float64, device=theta.device)
     size = 1 + theta.norm(dim=1)
     for scale in sorted(scales):

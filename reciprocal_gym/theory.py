@@ -77,7 +77,7 @@ class Trajectories:
         return np.array([np.nan if (r := observed_rate(row)) is None else r for row in self.d])
 
 
-def _learner_values(value: Any, learners: int) -> Any:
+def _learner_values(value: Any) -> Any:
     return value if np.ndim(value) == 0 else list(map(float, np.asarray(value)))
 
 
@@ -111,16 +111,16 @@ def self_training(
     (mean-field mode). ``window``, ``max_period`` and ``stationary_window`` are the diagnostics' look-backs."""
     expected = adaptation == "expected"
     kwargs = dict(dataset="blobs", dataset_kwargs=BLOBS, n_labeled=20, n_pool=100, adaptation=adaptation, k=k,
-                  lam=_learner_values(lam, learners), max_steps=steps + random_start + 1, tol=SOLVER_TOL)
+                  lam=_learner_values(lam), max_steps=steps + random_start + 1, tol=SOLVER_TOL)
     kwargs.update(env_kwargs)
     if env_id == "Reciprocal-SelfTrain-v0":
         kwargs["label_mode"] = label_mode
     if expected:
-        kwargs["expected_rate"] = _learner_values(expected_rate, learners)
+        kwargs["expected_rate"] = _learner_values(expected_rate)
     envs = ConvergenceDiagnostics(gym.make_vec(env_id, num_envs=learners, vectorization_mode="vector_entry_point",
                                                **kwargs), window=window, max_period=max_period,
                                   stationary_window=stationary_window)
-    agent = SelectionAgent(criterion=criterion, rule=rule, tau=_learner_values(tau, learners), k=k, law=expected,
+    agent = SelectionAgent(criterion=criterion, rule=rule, tau=_learner_values(tau), k=k, law=expected,
                            seed=seed)
     obs, _ = envs.reset(seed=[seed] * learners if same_split else seed)
     estimated = certified = None

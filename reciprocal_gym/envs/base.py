@@ -37,6 +37,13 @@ def real_box(shape: tuple[int, ...], low: float = -FLOAT32_MAX, high: float = FL
     return gym.spaces.Box(low, high, shape, np.float32)
 
 
+def flatten_batch(obs: dict[str, Tensor], keys: list[str], dtype: torch.dtype) -> Tensor:
+    """A batched Dict observation as one (B, D) tensor: entries ``keys`` flattened per learner and concatenated, in
+    ``dtype`` (with ``keys`` in the order of the Dict space, Gymnasium's ``spaces.flatten`` of each learner's)."""
+    B = next(iter(obs.values())).shape[0]
+    return torch.cat([obs[key].reshape(B, -1).to(dtype) for key in keys], dim=1)
+
+
 AUTORESET_MODES = {
     "next_step": AutoresetMode.NEXT_STEP,
     "same_step": AutoresetMode.SAME_STEP,
@@ -154,8 +161,7 @@ class BatchedVectorEnv(VectorEnv):
         ``gymnasium.spaces.flatten_space`` (Gymnasium's ``spaces.flatten`` of the Dict observation)."""
         if self.observation_layout == "dict":
             return obs
-        B = self.num_envs
-        return torch.cat([obs[key].reshape(B, -1).to(self._flat_dtype) for key in self._flat_keys], dim=1)
+        return flatten_batch(obs, self._flat_keys, self._flat_dtype)
 
     @property
     def autoreset_mode(self) -> AutoresetMode:

@@ -20,6 +20,7 @@ from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
 from reciprocal_gym.arguments import Real
+from reciprocal_gym.envs.base import flatten_batch
 
 
 class FlattenObservation(VectorObservationWrapper):
@@ -38,8 +39,7 @@ class FlattenObservation(VectorObservationWrapper):
         self.dtype = torch.float64 if self.single_observation_space.dtype == np.float64 else torch.float32
 
     def observations(self, observations: dict[str, Tensor]) -> Tensor:
-        B = self.num_envs
-        return torch.cat([observations[key].reshape(B, -1).to(self.dtype) for key in self.keys], dim=1)
+        return flatten_batch(observations, self.keys, self.dtype)
 
 
 class RecordEpisodeStatistics(VectorWrapper):
