@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reciprocal_gym.arguments import MAX_SEED, Integer, Real
 from reciprocal_gym.wrappers.diagnostics import exact_w1
 
 
@@ -141,6 +142,12 @@ def contraction_estimate(env: Any, agent: Any, theta0: Tensor | None = None, h: 
     Cost: each Newton iteration evaluates the map 2 P times for the Jacobian (P parameters; every learner at once)
     plus a few times for the step; binary data with d features have P = d + 1, multinomial C (d + 1). The env is
     left exactly as it was."""
+    for name, value, spec in (("h", h, Real(0.0, 1.0, open_low=True)), ("max_newton", max_newton, Integer(0, 1000)),
+                              ("fixed_tol", fixed_tol, Real(0.0, 1.0, open_low=True)),
+                              ("damped_steps", damped_steps, Integer(0, 10_000)), ("seed", seed, Integer(0, MAX_SEED))):
+        spec.check(name, value)
+    if not scales or not all(isinstance(v, float | int) and 0 < v <= 1 for v in scales):
+        raise ValueError(f"scales={scales!r} is not allowed; it must be a non-empty sequence of numbers in (0, 1]")
     base = _base(env)
     if not getattr(agent, "law", False):
         raise ValueError("contraction_estimate needs an agent that returns the selection law (law=True)")

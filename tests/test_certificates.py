@@ -116,6 +116,10 @@ def test_the_contraction_estimate_leaves_the_env_as_it_was_and_refuses_what_it_c
         contraction_estimate(_pool(k=5, adaptation="amend"), SelectionAgent(k=5))
     with pytest.raises(ValueError, match="law=True"):
         contraction_estimate(envs, SelectionAgent(rule="softmax", k=5))
+    for bad in (dict(h=0.0), dict(max_newton=-1), dict(fixed_tol=float("nan")), dict(scales=()),
+                dict(scales=(0.1, 2.0)), dict(damped_steps=1.5)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            contraction_estimate(envs, agent, **bad)
 
 
 def test_greedy_law_in_expected_mode_is_the_top_k():
