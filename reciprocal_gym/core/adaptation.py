@@ -49,13 +49,19 @@ def sharpen(probs: Tensor, temperature: float | Tensor) -> Tensor:
     return torch.softmax(torch.log(probs.clamp_min(tiny)) / per_learner(temperature, probs), dim=-1)
 
 
+def one_hot(index: Tensor, n_classes: int, dtype: torch.dtype) -> Tensor:
+    """(..., n_classes) one-hot rows of class indices in [0, n_classes), made by a comparison: unlike
+    ``torch.nn.functional.one_hot``, no range check that reads the indices on the host."""
+    return (index.unsqueeze(-1) == torch.arange(n_classes, device=index.device)).to(dtype)
+
+
 def pseudo_labels(probs: Tensor, label_mode: str, temperature: float | Tensor = 1.0) -> Tensor:
     """Labels the model attaches to atoms: ``soft`` = predicted probabilities, sharpened by ``temperature``
     (:func:`sharpen`; 1 = the probabilities themselves), ``hard`` = one-hot argmax."""
     if label_mode == "soft":
         return sharpen(probs, temperature)
     if label_mode == "hard":
-        return torch.nn.functional.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)
+        return one_hot(probs.argmax(-1), probs.shape[-1], probs.dtype)
     raise ValueError(f"label_mode={label_mode!r} is not allowed; choose one of {LABEL_MODES}")
 
 

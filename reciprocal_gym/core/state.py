@@ -43,11 +43,12 @@ class ReciprocalState:
             step=torch.zeros(batch, dtype=torch.int64, device=device),
         )
 
-    def where(self, rows: Tensor, other: ReciprocalState) -> ReciprocalState:
-        """Rows of ``other`` where ``rows`` (B,) is True, rows of ``self`` elsewhere."""
-        if bool(rows.all()):
+    def where(self, rows: Tensor, other: ReciprocalState, shortcut: bool = True) -> ReciprocalState:
+        """Rows of ``other`` where ``rows`` (B,) is True, rows of ``self`` elsewhere. ``shortcut``: return one of
+        the two whole when ``rows`` is all True or all False (a read on the host; False in a sync-free step)."""
+        if shortcut and bool(rows.all()):
             return other
-        if not bool(rows.any()):
+        if shortcut and not bool(rows.any()):
             return self
         merged = {}
         for f in fields(self):

@@ -57,12 +57,15 @@ def _resolve(requested: str, possible: bool, why_not: str) -> bool:
     return possible and requested != "torch"
 
 
+SYNC_FREE_REASON = "sync_free=True (the compiled kernels read the tensors on the host)"
+
+
 def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_classes: int,
-                 torch_fit: list[str] | tuple[str, ...] = ()) -> Backend:
+                 torch_fit: list[str] | tuple[str, ...] = (), sync_free: bool = False) -> Backend:
     """Compiled fits for binary learners on the CPU, compiled predictions too in float64. ``torch_fit`` names the
     settings that need the torch solver (a free intercept, IRLS): the fit then runs in torch and the other kernels
-    stay compiled."""
-    why = []
+    stay compiled. A sync-free env runs torch ops only."""
+    why = [SYNC_FREE_REASON] if sync_free else []
     if device.type != "cpu":
         why.append(f"the env runs on {device}")
     if n_classes != 2:
@@ -73,9 +76,11 @@ def pool_backend(requested: str, device: torch.device, dtype: torch.dtype, n_cla
 
 
 def bandit_backend(requested: str, device: torch.device, dtype: torch.dtype, *, bernoulli: bool, full_history: bool,
-                   sampled: bool, shared_lam: bool) -> Backend:
-    """The compiled step for sampled pulls of Bernoulli arms with the full history, float32, a shared lam, CPU."""
-    why = [text for ok, text in ((device.type == "cpu", f"the env runs on {device}"),
+                   sampled: bool, shared_lam: bool, sync_free: bool = False) -> Backend:
+    """The compiled step for sampled pulls of Bernoulli arms with the full history, float32, a shared lam, CPU (not
+    in a sync-free env)."""
+    why = [text for ok, text in ((not sync_free, SYNC_FREE_REASON),
+                                 (device.type == "cpu", f"the env runs on {device}"),
                                  (dtype == torch.float32, f"dtype is {dtype} (the compiled step is float32)"),
                                  (bernoulli, "the arms are not Bernoulli"),
                                  (full_history, "the history is windowed"),

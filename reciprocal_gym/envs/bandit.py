@@ -158,6 +158,7 @@ class BanditVectorEnv(BatchedVectorEnv):
     """
 
     config_class = BanditConfig
+    supports_sync_free = True
     env_id = "Reciprocal-Bandit-v0"
     scoring = Scoring(kind="bandit", metrics=("cumulative_regret",), higher_is_better=False,
                       labels={"cumulative_regret": "cumulative pseudo-regret"}, long_run={"max_steps": 10**6})
@@ -188,7 +189,7 @@ class BanditVectorEnv(BatchedVectorEnv):
         self._lam, self._max_steps = self.learner_setting("lam"), int(cfg.max_steps)  # lam: float or (B,)
         self.backend = bandit_backend(cfg.backend, self.device, dt, bernoulli=cfg.reward_dist == "bernoulli",
                                       full_history=not self.windowed, sampled=not self.expected,
-                                      shared_lam=not isinstance(self._lam, Tensor))
+                                      shared_lam=not isinstance(self._lam, Tensor), sync_free=self.sync_free)
         # the compiled step's float32 arithmetic, as torch casts a Python scalar (a shared lam only)
         self._lam32 = np.float32(self._lam if self.backend.step else 0.0)
         self._compiled_cache: tuple | None = None  # the compiled step's tensors and numpy views, see _step_compiled
@@ -263,7 +264,9 @@ class BanditVectorEnv(BatchedVectorEnv):
                 "best_arm": self._best_arm}
 
     # ----- the reciprocal step --------------------------------------------------------------------------------
-    def _check_actions(self, actions: Any) -> Tensor:
+    def _check_actions(self, actions: Any) -> tuple[Tensor, Tensor | None]:
+        """The actions as arms or laws, and in a sync-free env (B,) the learners whose action is outside the action
+        space (an error otherwise)."""
         B, K = self.num_envs, self.n_arms
         a = action_tensor(actions, self.device)
         if self.expected:
@@ -271,13 +274,20 @@ class BanditVectorEnv(BatchedVectorEnv):
                 raise ValueError(f"action must be a float array of shape ({B}, {K}) (a distribution over arms per "
                                  f"learner), got dtype {a.dtype} and shape {tuple(a.shape)}")
             a = a.to(self.dtype)
+            total = a.sum(1, keepdim=True)
+            if self.sync_free:  # no host reads: a learner whose law is not one is held (see _step_rows)
+                bad = ~(torch.isfinite(a) & (a >= 0) & (a <= 1)).all(1) | (total.squeeze(1) <= 0)
+                return torch.where(bad.unsqueeze(1), 0.0, a / torch.where(total > 0, total, 1.0)), bad
             if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
                 raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
-            total = a.sum(1, keepdim=True)
             if bool((total <= 0).any()):
                 raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
-            return a / total
-        return discrete_actions(a, B, K, self.device, "an arm")
+            return a / total, None
+        if self.sync_free:
+            a = discrete_actions(a, B, K, self.device, "an arm", check_values=False)
+            bad = (a < 0) | (a >= K)
+            return torch.where(bad, 0, a), bad
+        return discrete_actions(a, B, K, self.device, "an arm"), None
 
     def _step_rows(self, actions: Any, rows: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
         cfg = self.config
@@ -287,7 +297,9 @@ class BanditVectorEnv(BatchedVectorEnv):
             out = self._step_compiled(actions)
             if out is not None:
                 return out
-        a = self._check_actions(actions)
+        a, bad = self._check_actions(actions)
+        if bad is not None:  # sync-free: a learner with an action outside the space is held (not stepped)
+            rows, every = rows & ~bad, False
         st = self.state
         live = None if every else rows.unsqueeze(1).to(self.dtype)
         if self.expected:
@@ -304,7 +316,10 @@ class BanditVectorEnv(BatchedVectorEnv):
             arm = torch.full_like(st.steps, -1)
         else:
             mu = st.means.gather(1, a.unsqueeze(1)).squeeze(1)
-            u = self._uniforms.next(st.key, st.steps, self.dtype)
+            if self.sync_free:  # learners may skip steps (held, invalid): each draws at its own counter
+                u = crandom.uniform(st.key, st.steps, self.dtype)
+            else:
+                u = self._uniforms.next(st.key, st.steps, self.dtype)
             if cfg.reward_dist == "bernoulli":
                 reward = (u < mu).to(self.dtype)
             else:
@@ -333,6 +348,8 @@ class BanditVectorEnv(BatchedVectorEnv):
         terminated = torch.zeros_like(truncated)
         info = {"regret": regret, "cumulative_regret": self.state.cumulative_regret, "arm": arm,
                 "best_arm": self._best_arm}
+        if bad is not None:
+            info["invalid_action"] = bad
         return reward, terminated, truncated, info
 
     def _step_compiled(self, a: Tensor) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]] | None:

@@ -98,6 +98,18 @@ class BatchedVectorEnv(VectorEnv):
     ``gymnasium.spaces.flatten_space``), for RL libraries whose default networks or checkers want a flat vector
     (Stable-Baselines3's ``MlpPolicy`` and ``check_env``, RLlib's default encoders). The Dict space stays available
     as ``dict_observation_space``; every Box has finite bounds.
+
+    Sync-free steps (``sync_free=True``, envs whose ``supports_sync_free`` is True; needs
+    ``autoreset_mode="disabled"``): a ``step`` reads no tensor value on the host, so the host runs ahead of a GPU
+    and a step can be captured in a CUDA graph. Every data-dependent decision of the step is a tensor op: learners
+    that ended and were not reset yet are held (not stepped: reward 0, ``terminated = truncated = False``, their
+    ``info["_" + key]`` masks False) until ``reset(options={"reset_mask": ...})``; an action index out of range
+    counts as an invalid action (the configured penalty, ``info["invalid_action"]``) instead of an error, so
+    ``invalid_action="raise"`` is refused; the env's own fits run a fixed number of masked iterations. Resets still
+    draw their splits on the host. :func:`reciprocal_gym.utils.host_sync.no_host_sync` checks the claim on any
+    device. ``sync_free="graph"`` also keeps every tensor's shape fixed from step to step (the pool envs fit on
+    the whole pool, zero weight where not in use, instead of a training-set size bounded on the host), so that one
+    captured step can be replayed (``torch.cuda.CUDAGraph``; ``benchmarks/gpu_scale.py`` shows how).
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
@@ -105,9 +117,12 @@ class BatchedVectorEnv(VectorEnv):
     config_class: type | None = None
     """The env's frozen settings dataclass; the keyword arguments build it (``self.config``) and its ``dtype``."""
 
+    supports_sync_free: bool = False
+    """Whether the env's step can run without host synchronization (``sync_free=True``)."""
+
     def __init__(self, num_envs: int = 1, device: str | torch.device = "cpu",
                  autoreset_mode: str | AutoresetMode = "next_step", observation_layout: str = "dict",
-                 arrays: str = "torch", **kwargs: Any) -> None:
+                 arrays: str = "torch", sync_free: bool | str = False, **kwargs: Any) -> None:
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} is not allowed; it must be a positive int")
         if isinstance(autoreset_mode, AutoresetMode):
@@ -124,6 +139,18 @@ class BatchedVectorEnv(VectorEnv):
                              f"{OBSERVATION_LAYOUTS}")
         if arrays not in ARRAY_KINDS:
             raise ValueError(f"arrays={show(arrays)} is not allowed; choose one of {ARRAY_KINDS}")
+        if not (isinstance(sync_free, (bool, np.bool_)) or (isinstance(sync_free, str) and sync_free == "graph")):
+            raise ValueError(f"sync_free={show(sync_free)} is not allowed; choose False, True or 'graph'")
+        if sync_free and not self.supports_sync_free:
+            raise ValueError(f"sync_free=True is not available for {type(self).__name__}; the pool envs (SelfTrain, "
+                             "ActiveLearn, StreamActiveLearn) and the Bandit env support it")
+        if sync_free and mode != AutoresetMode.DISABLED:
+            raise ValueError("sync_free=True needs autoreset_mode='disabled': an autoreset must read on the host "
+                             "which learners ended; reset them with reset(options={'reset_mask': mask})")
+        if sync_free and arrays != "torch":
+            raise ValueError("sync_free=True needs arrays='torch': numpy outputs are copies to the host")
+        self.sync_free = bool(sync_free)
+        self.fixed_shapes = sync_free == "graph"
         self.arrays = arrays
         self.num_envs = int(num_envs)
         self.device = resolve_device(device)
@@ -322,6 +349,12 @@ class BatchedVectorEnv(VectorEnv):
         mode = self.metadata["autoreset_mode"]
         rows = self._all_rows  # the same object when every learner steps: subclasses may test ``is``
         restarting = self._needs_reset
+        if self.sync_free:  # learners that ended are held until the caller resets them; no host reads
+            rows = ~restarting
+            reward, terminated, truncated, values = self._step_rows(actions, rows)
+            reward = torch.where(rows, reward, 0.0)
+            self._needs_reset = restarting | terminated | truncated
+            return self._public(self._observe()), reward, terminated, truncated, self._info(values, rows)
         # numpy's any on a CPU tensor's memory is a few microseconds cheaper than torch's, which matters for small
         # batches stepped in a loop
         any_restarting = bool(restarting.numpy().any() if restarting.is_cpu else restarting.any())
@@ -637,12 +670,17 @@ def action_tensor(actions: Any, device: torch.device) -> Tensor:
     return a if a.device == device else a.to(device)
 
 
-def discrete_actions(actions: Any, num_envs: int, n: int, device: torch.device, what: str) -> Tensor:
-    """One index in [0, n) per learner as an int64 tensor on ``device``; a clear error otherwise."""
+def discrete_actions(actions: Any, num_envs: int, n: int, device: torch.device, what: str,
+                     check_values: bool = True) -> Tensor:
+    """One index in [0, n) per learner as an int64 tensor on ``device``; a clear error otherwise (the values are
+    checked unless ``check_values`` is False: a sync-free env, which reads no value on the host, checks them as
+    tensor ops)."""
     a = action_tensor(actions, device)
     if tuple(a.shape) != (num_envs,) or a.is_floating_point() or a.dtype == torch.bool:
         raise ValueError(f"action must be an integer array of shape ({num_envs},) ({what} per learner), "
                          f"got dtype {a.dtype} and shape {tuple(a.shape)}")
+    if not check_values:
+        return a.long()
     if bool(torch.div(a, n, rounding_mode="floor").any()):  # nonzero exactly outside [0, n)
         raise ValueError(f"action must be {what} in [0, {n}); got values in [{int(a.min())}, {int(a.max())}]")
     return a.long()

@@ -21,7 +21,18 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 from torch import Tensor
 
-from reciprocal_gym.arguments import Choice, Flag, Integer, Mapping, Maybe, PerLearner, Real, check_settings, setting
+from reciprocal_gym.arguments import (
+    Choice,
+    Flag,
+    Integer,
+    Mapping,
+    Maybe,
+    PerLearner,
+    Real,
+    check_settings,
+    learner_values,
+    setting,
+)
 from reciprocal_gym.core import adaptation as adapt
 from reciprocal_gym.core.state import ReciprocalState
 from reciprocal_gym.data import (
@@ -73,6 +84,13 @@ POOL_TOL_FLOAT64 = 1e-12
 diagnostics' default verdict tolerance (1e-8), so that "converged" means the loop settled, not that the warm-started
 refit stopped moving (float32 keeps :func:`~reciprocal_gym.learners.default_tol`'s 1e-5)."""
 POOL_SOLVERS = (*SOLVERS, "irls")
+SYNC_FREE_ITERATIONS = 12
+"""Newton iterations of every refit of a sync-free step when ``max_iter`` is not given (fixed, masked: a
+warm-started refit to the default tolerance took 1-11, mean 3-7, over the pool settings measured;
+``info["fit_converged"]`` says whether each reached it)."""
+SYNC_FREE_CG_ITERATIONS = 40
+"""Conjugate-gradient iterations of each Newton-CG step of a sync-free refit (fixed, masked; the host-checked solver
+stops at its forcing term, which took at most 26 on digits active learning)."""
 PENALTIES = ("mean", "sum")
 
 
@@ -198,6 +216,18 @@ class PoolView:
     """``val_log_likelihood``, ``val_accuracy``, ``test_accuracy`` (B,) at theta."""
 
 
+def in_use_order(in_use: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """(B, m) the pool indices of each learner's atoms in use, in pool order and padded with 0, and (B, m) which slots
+    hold one; no host read. ``m`` must bound every learner's count (atoms past it would be left out)."""
+    B, n = in_use.shape
+    rank = in_use.cumsum(1)
+    slot = torch.where(in_use & (rank <= m), rank - 1, m)
+    order = torch.zeros(B, m + 1, dtype=torch.int64, device=in_use.device)
+    order.scatter_(1, slot, torch.arange(n, device=in_use.device).expand_as(slot))
+    filled = torch.arange(m, device=in_use.device).unsqueeze(0) < rank[:, -1:]
+    return order[:, :m], filled
+
+
 class PoolVectorEnv(BatchedVectorEnv):
     """Base of the pool environments; see :class:`reciprocal_gym.envs.SelfTrainVectorEnv` for the full contract.
 
@@ -208,9 +238,18 @@ class PoolVectorEnv(BatchedVectorEnv):
     """
 
     config_class: type[PoolConfig] = PoolConfig
+    supports_sync_free = True
 
     def _setup(self) -> None:
         cfg = self.config
+        if self.sync_free:
+            refused = [text for bad, text in ((cfg.invalid_action == "raise", "invalid_action='raise' (an error needs "
+                                               "the actions on the host)"),
+                                              (cfg.solver == "irls", "solver='irls' (R's IRLS stops on the host)"),
+                                              (cfg.report_gamma, "report_gamma=True (an eigen decomposition checks "
+                                               "its result on the host)")) if bad]
+            if refused:
+                raise ValueError("sync_free=True does not allow " + "; ".join(refused))
         self._fixed_splits: list[Split] | None = None  # one shared by every learner, or one per learner
         if cfg.split is not None:
             self.dataset, self._fixed_splits = splits_from_arrays(cfg.split, cfg.standardize)
@@ -257,9 +296,11 @@ class PoolVectorEnv(BatchedVectorEnv):
                              f"{self.n_classes} classes: use solver='auto', 'newton' or 'newton-cg'")
         own_solver = [text for bad, text in ((cfg.solver == "irls", "solver='irls'"),
                                              (not cfg.penalize_intercept, "penalize_intercept=False")) if bad]
-        self.backend = pool_backend(cfg.backend, self.device, self.dtype, self.n_classes, torch_fit=own_solver)
+        self.backend = pool_backend(cfg.backend, self.device, self.dtype, self.n_classes, torch_fit=own_solver,
+                                    sync_free=self.sync_free)
         self._warned_separation = False
         self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
+        self._unpenalized = bool(np.any(np.asarray(learner_values("lam", cfg.lam, self.num_envs)) == 0))
         self._expected_rate = self.learner_setting("expected_rate")
         self.parts: PoolParts = self.compose()
         self._build_spaces()
@@ -267,6 +308,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         self._base_X = torch.as_tensor(self.dataset.X, dtype=self.dtype, device=self.device)
         self.state = self._empty_state()
         self.view = self._view(self.state)
+        self._atom_bound = 0
 
     def _empty_state(self) -> PoolState:
         B, dev, dt = self.num_envs, self.device, self.dtype
@@ -292,6 +334,7 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def _rebuild_workspace(self) -> None:
         self.view = self._view(self.state)
+        self._count_atoms()
 
     def _check_state(self, state: PoolState) -> None:
         n_rows, C = self.dataset.n_samples, self.n_classes
@@ -371,7 +414,27 @@ class PoolVectorEnv(BatchedVectorEnv):
         state, label_values = self.parts.labels.reset(self, state, rows, learners, rngs)  # draws after the splits
         state = self.parts.selection.reset(self, state, learners, rngs)
         self.state, self.view = state, view
+        self._count_atoms()
         return {**values, **label_values}
+
+    # ----- the host's bound on the training-set size (sync-free steps) ----------------------------------------------
+    def _count_atoms(self) -> None:
+        """After a reset or a restore (which read the host anyway): the largest number of pool atoms in use."""
+        if self.sync_free and not self.fixed_shapes:
+            self._atom_bound = int(self.state.in_use.sum(1).max()) if self.num_envs else 0
+
+    def _atom_bound_after_step(self) -> int | None:
+        """The host's upper bound on the pool atoms in use after this step (None: the whole pool): it grows by what
+        one step can add (k points, one in a stream), up to the pool or the swap buffer; a mean-field law or a subset
+        may use the whole pool at once. Kept without reading the state, so a sync-free step gathers the training set
+        into that many slots: O(training set) per fit, as in the default engine, not O(pool)."""
+        cfg = self.config
+        if self.fixed_shapes or cfg.adaptation in ("expected", "subset"):
+            return None
+        growth = 1 if isinstance(self.parts.selection, StreamSelection) else self.k
+        cap = self.buffer_size if cfg.adaptation == "swap" else self.n_pool
+        self._atom_bound = min(cap, self._atom_bound + growth)
+        return self._atom_bound
 
     # ----- the reciprocal step ----------------------------------------------------------------------------------
     def compose(self) -> PoolParts:
@@ -404,10 +467,13 @@ class PoolVectorEnv(BatchedVectorEnv):
             below = rejected.sum(1)
         moved = moved.replace(step=moved.step + 1)
         update = choice.update
-        if not bool(update.all()):  # a learner that does not update still counts the step
+        if self.sync_free or not bool(update.all()):  # a learner that does not update still counts the step
             counted = before.replace(step=before.step + 1)
-            moved = before.where(rows & ~update, counted).where(update, moved)
-        new, fit, label_stats = self._refit(state.replace(reciprocal=moved), view, update)
+            quick = not self.sync_free
+            moved = before.where(rows & ~update, counted, quick).where(update, moved, quick)
+        bound = self._atom_bound_after_step() if self.sync_free else None
+        new, fit, label_stats = self._refit(state.replace(reciprocal=moved), view, update, fixed=self.sync_free,
+                                            bound=bound)
         new_view = self._predict(new, view, update)
         theta_change = (new.theta - before.theta).norm(dim=1)
         new, bought, label_info = parts.labels.charge(self, new, choice)
@@ -464,19 +530,30 @@ class PoolVectorEnv(BatchedVectorEnv):
                 for key in ("val_log_likelihood", "val_accuracy", "test_accuracy")},
         )
 
-    def _training_atoms(self, state: PoolState, view: PoolView, idx: Tensor
+    def _training_atoms(self, state: PoolState, view: PoolView, idx: Tensor | None, bound: int | None = None
                         ) -> tuple[RowAtoms, Tensor, Tensor, tuple[Tensor, Tensor] | None]:
         """Atoms, weights and labels of the training sets of learners ``idx``: labeled rows + pool atoms in use.
 
         In the index modes only the atoms in use are gathered (in pool order, padded with zero-weight slots to the
         largest count among ``idx``), so a fit costs O(training-set size), not O(pool size). With the compiled
         backend, every learner's in one pass (:func:`~reciprocal_gym.envs.pool_kernel.gather_training_atoms`), which
-        also returns the pool mass in use and its mislabeled part (else None)."""
+        also returns the pool mass in use and its mislabeled part (else None). ``idx`` None: every learner, without
+        host reads (the sync-free step): the atoms in use gathered into ``bound`` slots, an upper bound of the count
+        the host keeps (:meth:`_atom_bound_after_step`), or with ``bound`` None the whole pool (zero weight where not
+        in use; the fixed shapes of ``sync_free="graph"``)."""
         r = state.reciprocal
-        rows = idx.unsqueeze(1)
-        every = len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
         n_labeled = self.sizes.n_labeled
-        if self.config.adaptation == "expected":
+        every = idx is None or len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
+        if idx is None:
+            idx = self._all_rows  # only its length is read below
+            if bound is None or bound >= self.n_pool:
+                pool_rows, weight, label = state.rows["pool"], r.weight, r.label
+            else:
+                order, filled = in_use_order(r.in_use, bound)
+                weight = torch.where(filled, r.weight.gather(1, order), 0.0)
+                pool_rows = state.rows["pool"].gather(1, order)
+                label = r.label.gather(1, order.unsqueeze(-1).expand(-1, -1, self.n_classes))
+        elif self.config.adaptation == "expected":
             pool_rows = state.rows["pool"][idx]
             weight, label = r.weight[idx], r.label[idx]
         elif every and self.backend.gather:
@@ -485,6 +562,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                 view.labeled_onehot)
             return RowAtoms(self._base_X, rows_all, state.mean, state.scale), w, Q, (mass, wrong)
         else:
+            rows = idx.unsqueeze(1)
             in_use = r.in_use[idx]
             count = in_use.sum(1)
             fewest, m = (int(v) for v in torch.aminmax(count)) if len(idx) else (0, 0)
@@ -492,11 +570,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                 order = torch.nonzero(in_use)[:, 1].view(len(idx), m)
                 weight = r.weight[rows, order]
             else:
-                slot = torch.where(in_use, in_use.cumsum(1) - 1, m)
-                order = torch.zeros(len(idx), m + 1, dtype=torch.int64, device=self.device)
-                order.scatter_(1, slot, torch.arange(self.n_pool, device=self.device).expand_as(slot))
-                order = order[:, :m]
-                filled = torch.arange(m, device=self.device).unsqueeze(0) < count.unsqueeze(1)
+                order, filled = in_use_order(in_use, m)
                 weight = torch.where(filled, r.weight[rows, order], 0.0)
             pool_rows = state.rows["pool"][rows, order]
             label = r.label[rows, order]
@@ -514,13 +588,24 @@ class PoolVectorEnv(BatchedVectorEnv):
         """Standardized features with intercept for dataset rows ``rows`` (B, n) of every learner."""
         return RowAtoms(self._base_X, rows, state.mean, state.scale).materialize()
 
-    def _refit(self, state: PoolState, view: PoolView, rows: Tensor
+    def _refit(self, state: PoolState, view: PoolView, rows: Tensor, fixed: bool = False, bound: int | None = None
                ) -> tuple[PoolState, dict[str, Tensor], tuple[Tensor, Tensor] | None]:
         """``state`` with learners ``rows`` refitted, warm-started from their current theta; the per-learner fit
         reports (for the others: 0 iterations, gradient norm 0, converged, gamma = lam) and the training sets'
-        pseudo-label statistics when the gather made them (see :meth:`_training_atoms`)."""
+        pseudo-label statistics when the gather made them (see :meth:`_training_atoms`). ``fixed``: the sync-free
+        refit (every learner, its atoms in use in ``bound`` slots or its whole pool, a fixed number of masked
+        iterations, no host reads)."""
         cfg = self.config
         B = self.num_envs
+        if fixed:
+            every = self._all_rows
+            X, w, Q, _ = self._training_atoms(state, view, None, bound)
+            fit, split_classes = self._fit(X, w, Q, self._lam, state.theta, active=rows)
+            state = state.replace(reciprocal=state.reciprocal.replace(theta=fit.theta))
+            zero = torch.zeros((), dtype=self.dtype, device=self.device)
+            return state, {"fit_iterations": fit.iterations, "fit_grad_norm": torch.where(rows, fit.grad_norm, zero),
+                           "fit_converged": (fit.converged | ~rows) & ~split_classes,
+                           "fit_separated": split_classes & rows & every}, None
         idx = torch.nonzero(rows).squeeze(1)
         every = len(idx) == B
         fitted: dict[str, Tensor] = {}
@@ -556,12 +641,13 @@ class PoolVectorEnv(BatchedVectorEnv):
                        for key, value in report.items()}, label_stats
 
     def _fit(self, X: RowAtoms, w: Tensor, Q: Tensor, lam: float | Tensor, theta: Tensor,
-             compute_gamma: bool = False) -> tuple[FitResult, Tensor]:
+             compute_gamma: bool = False, active: Tensor | None = None) -> tuple[FitResult, Tensor]:
         """The ERM step under the configured learner conventions (``penalty``, ``penalize_intercept``,
         ``warm_start``, ``solver``): the fit of atoms ``X`` with weights ``w`` and labels ``Q`` at ridge ``lam``
         (float or (len,) tensor), warm-started at ``theta`` if so configured, and (len,) flags of the unpenalized
         fits that met separated classes (then never reported converged; a :class:`SeparationWarning` the first
-        time)."""
+        time, not in a sync-free step). ``active`` (B,): the sync-free fit of these learners (a fixed number of
+        masked iterations; the others keep ``theta``)."""
         cfg = self.config
         total = w.sum(1)
         irls = cfg.solver == "irls"
@@ -577,18 +663,23 @@ class PoolVectorEnv(BatchedVectorEnv):
                                     max_iter=GLM_MAXIT if cfg.max_iter is None else cfg.max_iter)
         else:
             warm = cfg.warm_start is None or cfg.warm_start
-            fit = fit_ridge_logistic(X, w, Q, lam_mean, theta0=theta if warm else None, backend=self.backend.fit,
-                                     tol=self.solver_tolerance, max_iter=50 if cfg.max_iter is None else cfg.max_iter,
-                                     solver=cfg.solver, compute_gamma=compute_gamma,
-                                     free_intercept=not cfg.penalize_intercept)
-        unpenalized = (lam == 0) if not isinstance(lam, Tensor) else bool((lam == 0).any())
-        if not unpenalized:
+            fixed = active is not None
+            max_iter = cfg.max_iter if cfg.max_iter is not None else SYNC_FREE_ITERATIONS if fixed else 50
+            start = theta if warm else torch.zeros_like(theta)
+            fit = fit_ridge_logistic(X, w, Q, lam_mean, theta0=start, backend=self.backend.fit,
+                                     tol=self.solver_tolerance, max_iter=max_iter, solver=cfg.solver,
+                                     compute_gamma=compute_gamma, free_intercept=not cfg.penalize_intercept,
+                                     fixed_iterations=fixed, active=active,
+                                     max_cg=SYNC_FREE_CG_ITERATIONS if fixed else 200)
+            if fixed and not warm:  # the learners outside ``active`` keep their parameters
+                fit = replace(fit, theta=torch.where(active.unsqueeze(1), fit.theta, theta))
+        if not self._unpenalized:
             return fit, torch.zeros(len(w), dtype=torch.bool, device=w.device)
         atoms = X.materialize() if isinstance(X, RowAtoms) else X
         flags = separated(atoms, w, Q, fit.theta)
         if isinstance(lam, Tensor):
             flags = flags & (lam == 0).to(flags.device)
-        if bool(flags.any()) and not self._warned_separation:
+        if active is None and bool(flags.any()) and not self._warned_separation:
             self._warned_separation = True
             warnings.warn(
                 f"{int(flags.sum())} of {len(flags)} unpenalized fits (lam=0) met separated classes: the "
@@ -644,7 +735,7 @@ class PoolVectorEnv(BatchedVectorEnv):
             "test_accuracy": test_hit.to(self.dtype).mean(1),
         }
         candidates = self._candidate_features(pool, state.in_use)
-        if bool(rows.all()):
+        if rows is self._all_rows or (not self.sync_free and bool(rows.all())):
             return replace(view, pool_probs=pool, pool_log_probs=log_probs, candidates=candidates, metrics=metrics)
         return replace(
             view,

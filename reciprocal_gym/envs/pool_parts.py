@@ -20,6 +20,8 @@ across steps lives in the state (``oracle``, ``stream_order``). ``env`` is passe
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -70,6 +72,17 @@ class Selection(Protocol):
     def ended(self, env: PoolVectorEnv, state: PoolState) -> Tensor | None: ...
 
 
+def off_space(env: PoolVectorEnv, bad: Tensor, message: Callable[[], str]) -> Tensor:
+    """(B,) the learners whose action value is outside the action space: a ``ValueError`` with ``message()`` if any
+    (the default), or in a sync-free env (which reads no value on the host) the mask itself, so that their actions
+    count as invalid (the configured penalty, ``info["invalid_action"]``)."""
+    if env.sync_free:
+        return bad
+    if bool(bad.any()):
+        raise ValueError(message())
+    return bad
+
+
 class IndexSelection:
     """k distinct pool indices per learner (``Discrete(n_pool)`` for k = 1, ``MultiDiscrete([n_pool] * k)``), in
     expected mode a selection law over the pool (``Box(0, 1, (n_pool,))``, divided by its sum), in subset mode a set
@@ -103,39 +116,41 @@ class IndexSelection:
                     f"per learner), got dtype {a.dtype} and shape {tuple(a.shape)}"
                 )
             a = a.to(env.dtype)
-            if not bool(torch.isfinite(a).all()) or bool((a < 0).any()) or bool((a > 1).any()):
-                raise ValueError("action entries must be finite and in [0, 1] (a selection distribution)")
+            bad = off_space(env, ~(torch.isfinite(a) & (a >= 0) & (a <= 1)).any(1), lambda: (
+                "action entries must be finite and in [0, 1] (a selection distribution)"))
             total = a.sum(1, keepdim=True)
-            if bool((rows & (total.squeeze(1) <= 0)).any()):
-                raise ValueError("action must have a positive sum for every learner (it is divided by its sum)")
-            law = a / torch.where(total > 0, total, 1.0)
-            return Selected(law, rows, torch.zeros_like(rows), k)
+            bad = bad | off_space(env, rows & (total.squeeze(1) <= 0), lambda: (
+                "action must have a positive sum for every learner (it is divided by its sum)"))
+            law = torch.where(bad.unsqueeze(1), 0.0, a / torch.where(total > 0, total, 1.0))
+            return Selected(law, rows & ~bad, rows & bad, k)
         if env.config.adaptation == "subset":
             if a.shape != (B, n) or a.is_floating_point() or a.is_complex():
                 raise ValueError(f"action must be an integer or bool array of shape ({B}, {n}) (1 for each pool point "
                                  f"to pseudo-label, 0 otherwise), got dtype {a.dtype} and shape {tuple(a.shape)}")
-            if bool(((a != 0) & (a != 1)).any()):
-                raise ValueError("action entries must be 0 or 1 (a set of pool points)")
-            chosen = a.to(torch.bool)
-            return Selected(chosen, rows, torch.zeros_like(rows), 0)
-        a = self._indices(a, B, k, n, "one pool index" if k == 1 else f"{k} pool indices")
-        allowed = adapt.selectable(state.reciprocal, env.config.adaptation).gather(1, a).all(1)
+            bad = off_space(env, ((a != 0) & (a != 1)).any(1), lambda: (
+                "action entries must be 0 or 1 (a set of pool points)"))
+            chosen = (a != 0) & ~bad.unsqueeze(1)
+            return Selected(chosen, rows & ~bad, rows & bad, 0)
+        a, bad = self._indices(env, a, B, k, n, "one pool index" if k == 1 else f"{k} pool indices")
+        allowed = adapt.selectable(state.reciprocal, env.config.adaptation).gather(1, a).all(1) & ~bad
         if k > 1:
             allowed = allowed & _distinct(a)
         valid = allowed | ~rows
         return Selected(a, rows & valid, rows & ~valid, k)
 
     @staticmethod
-    def _indices(a: Tensor, B: int, k: int, n: int, what: str) -> Tensor:
+    def _indices(env: PoolVectorEnv, a: Tensor, B: int, k: int, n: int, what: str) -> tuple[Tensor, Tensor]:
+        """(B, k) int64 indices, and (B,) the learners whose indices are out of range (sync-free only: an error
+        otherwise); their indices are replaced by 0, and their action counts as invalid."""
         expected_shape = (B,) if k == 1 else (B, k)
         if tuple(a.shape) != expected_shape or a.is_floating_point() or a.dtype == torch.bool:
             raise ValueError(f"action must be an integer array of shape {expected_shape} ({what} per learner), "
                              f"got dtype {a.dtype} and shape {tuple(a.shape)}")
         a = a.to(torch.int64).view(B, k)
-        if bool(((a < 0) | (a >= n)).any()):
-            raise ValueError(f"action indices must be in [0, {n}) (n_pool={n}); got values in "
-                             f"[{int(a.min())}, {int(a.max())}]")
-        return a
+        outside = (a < 0) | (a >= n)
+        bad = off_space(env, outside.any(1), lambda: (f"action indices must be in [0, {n}) (n_pool={n}); got "
+                                                      f"values in [{int(a.min())}, {int(a.max())}]"))
+        return (torch.where(outside, 0, a) if env.sync_free else a), bad
 
     def observe(self, env: PoolVectorEnv, state: PoolState, view: PoolView,
                 obs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -180,11 +195,13 @@ class ChosenEviction(IndexSelection):
             raise ValueError(f"action must be an integer array of shape ({B}, {2 * k}) (k={k} pool indices to "
                              f"query, then k buffer points to remove), got dtype {a.dtype} and shape {tuple(a.shape)}")
         a = a.long()
-        if bool(((a < 0) | (a >= n)).any()):
-            raise ValueError(f"action indices must be in [0, {n}) (n_pool={n})")
+        outside = (a < 0) | (a >= n)
+        bad = off_space(env, outside.any(1), lambda: f"action indices must be in [0, {n}) (n_pool={n})")
+        if env.sync_free:
+            a = torch.where(outside, 0, a)
         add, leave = a[:, :k], a[:, k:]
         in_use = state.in_use
-        allowed = adapt.selectable(state.reciprocal, "swap").gather(1, add).all(1)
+        allowed = adapt.selectable(state.reciprocal, "swap").gather(1, add).all(1) & ~bad
         if k > 1:
             allowed = allowed & _distinct(add)
         if env.config.invalid_action == "raise" and bool((rows & ~allowed).any()):
@@ -248,12 +265,14 @@ class StreamSelection:
 
     def decode(self, env: PoolVectorEnv, state: PoolState, actions: Any, rows: Tensor) -> Selected:
         a = action_tensor(actions, env.device)
-        if tuple(a.shape) != (env.num_envs,) or a.is_floating_point() or bool(((a != 0) & (a != 1)).any()):
-            raise ValueError(f"action must be an integer array of shape ({env.num_envs},) with values 0 (skip) or 1 "
-                             f"(query), got dtype {a.dtype}, shape {tuple(a.shape)}")
+        message = (f"action must be an integer array of shape ({env.num_envs},) with values 0 (skip) or 1 "
+                   f"(query), got dtype {a.dtype}, shape {tuple(a.shape)}")
+        if tuple(a.shape) != (env.num_envs,) or a.is_floating_point() or a.is_complex():
+            raise ValueError(message)
+        bad = off_space(env, (a != 0) & (a != 1), lambda: message)
         selection = self.arriving(env, state)
         query = rows & (a == 1) & ~state.in_use.gather(1, selection).squeeze(1)
-        return Selected(selection, query, torch.zeros_like(rows), 1)
+        return Selected(selection, query, rows & bad, 1)
 
     def observe(self, env: PoolVectorEnv, state: PoolState, view: PoolView,
                 obs: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -311,7 +330,10 @@ class ModelLabels:
         if selection is not None:
             log_conf = log_conf.gather(1, selection)
         threshold = adapt.per_learner(self.threshold, log_conf)
-        log_threshold = torch.log(torch.as_tensor(threshold, dtype=torch.float64, device=log_conf.device))
+        if isinstance(threshold, Tensor):
+            log_threshold = torch.log(threshold.to(torch.float64))
+        else:  # a shared threshold in (0, 1): its logarithm on the host, no tensor made from it
+            log_threshold = math.log(threshold)
         return log_conf.to(torch.float64) >= log_threshold
 
     def observation(self, env: PoolVectorEnv) -> dict[str, spaces.Space]:
@@ -409,10 +431,10 @@ class Oracle:
         ``(1 - noise) * onehot(y) + noise / (C - 1)`` on the other classes."""
         C, dt = env.n_classes, env.dtype
         if selection is None:
-            onehot = torch.nn.functional.one_hot(state.labels["pool"], C).to(dt)
+            onehot = adapt.one_hot(state.labels["pool"], C, dt)
             keep, spread = (adapt.per_learner(c, onehot) for c in (1.0 - self.noise, self.noise / (C - 1)))
             return keep * onehot + spread * (1.0 - onehot)
-        return torch.nn.functional.one_hot(state.oracle.answers.gather(1, selection), C).to(dt)
+        return adapt.one_hot(state.oracle.answers.gather(1, selection), C, dt)
 
     def charge(self, env: PoolVectorEnv, state: PoolState,
                choice: Selected) -> tuple[PoolState, Tensor, dict[str, Tensor]]:

@@ -48,5 +48,5 @@ class RowAtoms:
             out = torch.empty(self.shape, dtype=self.dtype, device=self.device)
         torch.sub(self.table[self.rows], self.mean.unsqueeze(1), out=out[..., :-1])
         out[..., :-1].div_(self.scale.unsqueeze(1))
-        out[..., -1] = 1.0
+        out[..., -1].fill_(1.0)
         return out

@@ -158,7 +158,7 @@ class _Problem:
         self.pen: Tensor | None = None
         if free_intercept:
             pen = torch.ones(self.C if self.C > 2 else 1, self.p, dtype=X.dtype, device=X.device)
-            pen[:, -1] = 0.0
+            pen[:, -1].fill_(0.0)
             self.pen = pen.view(-1)
 
     def ridge(self, theta: Tensor) -> Tensor:
@@ -206,6 +206,11 @@ class _Problem:
         z = _logits(self.X, theta, self.C)
         return self._value_from_logits(z, theta), *self.probs_and_gradient(z, theta)
 
+    def evaluate_logits(self, theta: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Objective value, logits, probabilities and gradient at theta."""
+        z = _logits(self.X, theta, self.C)
+        return self._value_from_logits(z, theta), z, *self.probs_and_gradient(z, theta)
+
     def probs_and_gradient(self, z: Tensor, theta: Tensor) -> tuple[Tensor, Tensor]:
         """Probabilities and gradient at theta, whose logits are ``z``."""
         B = theta.shape[0]
@@ -250,8 +255,8 @@ class _Problem:
             HV = HV + (V @ u).unsqueeze(1) * u
         return HV
 
-    def block_preconditioner(self, probs: Tensor) -> Tensor:
-        """Cholesky factors (B, C, p, p) of the class-diagonal Hessian blocks."""
+    def block_preconditioner(self, probs: Tensor, fixed: bool = False) -> Tensor:
+        """Cholesky factors (B, C, p, p) of the class-diagonal Hessian blocks (``fixed``: without host reads)."""
         B, C, p = probs.shape[0], self.C, self.p
         coef = self.a.unsqueeze(-1) * probs * (1.0 - probs)  # (B, n, C)
         coef = coef.permute(0, 2, 1).reshape(B * C, -1)
@@ -267,7 +272,7 @@ class _Problem:
             blocks[:, -1, -1] += 1.0 / C
         else:
             blocks = _weighted_gram(X, coef) + lam * eye
-        return _cholesky_jittered(blocks).view(B, C, p, p)
+        return (_cholesky_fixed if fixed else _cholesky_jittered)(blocks).view(B, C, p, p)
 
 
 def _cholesky_jittered(H: Tensor) -> Tensor:
@@ -290,6 +295,22 @@ def _cholesky_jittered(H: Tensor) -> Tensor:
     return L
 
 
+FIXED_JITTER = 1e6
+"""The sync-free factorization's one fallback: a matrix whose Cholesky factorization fails gets ``FIXED_JITTER``
+times eps times its mean diagonal added to the diagonal (the host-checked one escalates from 1e2 to 1e13)."""
+
+
+def _cholesky_fixed(H: Tensor) -> Tensor:
+    """Cholesky factors without host reads: every matrix is also factorized with a diagonal jitter, used where the
+    plain factorization failed (a matrix that fails both gives a non-finite direction, which no step accepts)."""
+    L, info = torch.linalg.cholesky_ex(H)
+    eye = torch.eye(H.shape[-1], dtype=H.dtype, device=H.device)
+    scale = H.diagonal(dim1=-2, dim2=-1).abs().mean(-1).clamp_min(1.0)
+    jitter = (scale * torch.finfo(H.dtype).eps * FIXED_JITTER).view(-1, 1, 1)
+    L_jittered, _ = torch.linalg.cholesky_ex(H + jitter * eye)
+    return torch.where((info > 0).view(-1, 1, 1), L_jittered, L)
+
+
 def _cholesky_solve(L: Tensor, g: Tensor) -> Tensor:
     """Solve L L^T x = g for a batch of lower Cholesky factors L (two triangular solves)."""
     y = torch.linalg.solve_triangular(L, g.unsqueeze(-1), upper=False)
@@ -303,24 +324,26 @@ thread pool were tried too: each Python thread that runs torch ops brings its ow
 teams slowed every other op down more than the parallel LAPACK calls saved.)"""
 
 
-def _newton_direction(problem: _Problem, probs: Tensor, g: Tensor) -> Tensor:
+def _newton_direction(problem: _Problem, probs: Tensor, g: Tensor, fixed: bool = False) -> Tensor:
     """Newton directions -H^{-1} g; on CPU in blocks of ``_CHUNK`` learners. Each matrix is factorized on its own,
-    so the result does not depend on the blocking."""
+    so the result does not depend on the blocking. ``fixed``: the factorization without host reads."""
     B = g.shape[0]
+    factor = _cholesky_fixed if fixed else _cholesky_jittered
     if g.device.type != "cpu" or B <= _CHUNK:
-        return -_cholesky_solve(_cholesky_jittered(problem.hessian(probs)), g)
+        return -_cholesky_solve(factor(problem.hessian(probs)), g)
     d = torch.empty_like(g)
     for start in range(0, B, _CHUNK):
         rows = slice(start, start + _CHUNK)
         H = problem.subset(rows).hessian(probs[rows])
-        torch.neg(_cholesky_solve(_cholesky_jittered(H), g[rows]), out=d[rows])
+        torch.neg(_cholesky_solve(factor(H), g[rows]), out=d[rows])
     return d
 
 
-def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
-    """Batched preconditioned CG on H d = -g with the Eisenstat-Walker forcing term min(0.5, sqrt|g|)."""
+def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int, fixed: bool = False) -> Tensor:
+    """Batched preconditioned CG on H d = -g with the Eisenstat-Walker forcing term min(0.5, sqrt|g|); ``fixed``:
+    exactly ``max_cg`` masked iterations, no host reads."""
     B, C, p = g.shape[0], problem.C, problem.p
-    L = problem.block_preconditioner(probs)
+    L = problem.block_preconditioner(probs, fixed)
 
     def precondition(r: Tensor) -> Tensor:
         rhs = r.view(B, C, p, 1)
@@ -335,7 +358,7 @@ def _pcg(problem: _Problem, probs: Tensor, g: Tensor, max_cg: int) -> Tensor:
     rz = (r * z).sum(1)
     active = r.norm(dim=1) > target
     for _ in range(max_cg):
-        if not bool(active.any()):
+        if not fixed and not bool(active.any()):
             break
         Hp = problem.hvp(probs, direction)
         curvature = (direction * Hp).sum(1)
@@ -364,6 +387,8 @@ def fit_ridge_logistic(
     max_cg: int = 200,
     backend: str = "auto",
     free_intercept: bool = False,
+    fixed_iterations: bool = False,
+    active: Tensor | None = None,
 ) -> FitResult:
     """Fit B ridge-logistic learners at once.
 
@@ -386,14 +411,25 @@ def fit_ridge_logistic(
             out of the penalty, as scikit-learn's ``LogisticRegression`` does; torch backend only. ``gamma`` is then
             the smallest eigenvalue of the Hessian, which may be below lam (0 for a multinomial model: a shift shared
             by all intercepts changes nothing).
+        fixed_iterations: run exactly ``max_iter`` iterations over every learner, those at tolerance held by masks,
+            with a fixed line search of step sizes 1 to 2^-16 and a fixed jitter for failed factorizations: no
+            tensor value is read on the host, so a CUDA graph can capture the fit (torch backend; the values of a
+            tensor ``lam`` are then not checked, which would read them: the caller checks them once). A learner
+            that needs more iterations stops with ``converged`` False. ``compute_gamma`` is not available.
+        active: (B,) bool, with ``fixed_iterations``: the learners to fit; the others keep ``theta0``.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver={solver!r} is not allowed; choose one of {SOLVERS}")
     if backend not in BACKENDS:
         raise ValueError(f"backend={backend!r} is not allowed; choose one of {BACKENDS}")
+    if fixed_iterations and (backend == "compiled" or compute_gamma):
+        raise ValueError("fixed_iterations=True runs the torch backend without compute_gamma (an eigen decomposition "
+                         "checks its result on the host): use backend='auto' or 'torch' and compute_gamma=False")
+    if active is not None and not fixed_iterations:
+        raise ValueError("active is used with fixed_iterations=True only")
     if isinstance(lam, Tensor):
-        if lam.shape != (targets.shape[0],) or not lam.is_floating_point() or not bool(
-                (torch.isfinite(lam) & (lam >= 0)).all()):
+        if lam.shape != (targets.shape[0],) or not lam.is_floating_point() or (not fixed_iterations and not bool(
+                (torch.isfinite(lam) & (lam >= 0)).all())):
             raise ValueError(f"lam must be a finite number >= 0 or a ({targets.shape[0]},) float tensor of such, got "
                              f"shape {tuple(lam.shape)} {lam.dtype}")
     elif not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
@@ -422,10 +458,12 @@ def fit_ridge_logistic(
         raise ValueError("backend='compiled' needs a binary problem (C = 2) on the CPU with the intercept penalized")
     theta = torch.zeros(B, P, dtype=X.dtype, device=X.device) if theta0 is None else theta0.clone()
     lam = lam if isinstance(lam, Tensor) else float(lam)
-    if compiled_fits and backend != "torch":
+    if active is not None and (active.shape != (B,) or active.dtype != torch.bool):
+        raise ValueError(f"active must be a ({B},) bool tensor, got {tuple(active.shape)} {active.dtype}")
+    if compiled_fits and backend != "torch" and not fixed_iterations:
         return _fit_compiled(X, weights, targets, lam, theta, tol, max_iter, compute_gamma)
     problem = _Problem(X.materialize() if isinstance(X, RowAtoms) else X, weights, targets, lam, free_intercept)
-    return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg)
+    return _fit_torch(problem, theta, solver, tol, max_iter, compute_gamma, max_cg, fixed_iterations, active)
 
 
 def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: float | Tensor, theta0: Tensor,
@@ -448,17 +486,77 @@ def _fit_compiled(X: Tensor | RowAtoms, weights: Tensor, targets: Tensor, lam: f
     return FitResult(theta=theta, iterations=iterations, grad_norm=gnorm, converged=gnorm <= tol, gamma=gamma)
 
 
+BACKTRACKS = 40
+"""Halvings of the Armijo line search before a learner counts as stalled (step sizes down to 2^-40)."""
+FIXED_BACKTRACKS = 16
+"""Halvings of the sync-free line search (every one is evaluated for every learner each iteration, an elementwise
+pass over the atoms; warm-started refits take the full step)."""
+
+
+def _armijo_step(problem: _Problem, z: Tensor, zd: Tensor, theta: Tensor, d: Tensor, f0: Tensor, slope: Tensor,
+                 slack: Tensor, first: int, last: int) -> Tensor:
+    """(B,) the largest step t in 2^-first, ..., 2^-last with Armijo's decrease ``f(theta + t d) <= f0 + 1e-4 t
+    slope`` (0 where none). Every trial at once, without a product with the atoms: the logits of ``theta + t d``
+    are ``z + t zd`` and the ridge term is a quadratic in t, so all trials are a few elementwise ops over
+    (B, n, trials)."""
+    steps = torch.pow(0.5, torch.arange(first, last + 1, dtype=z.dtype, device=z.device))  # (L,)
+    zt = z.unsqueeze(-1) + zd.unsqueeze(-1) * steps  # (B, n, L) or (B, n, C, L)
+    if problem.C == 2:
+        loss = torch.nn.functional.softplus(zt) - problem.Q[..., 1].unsqueeze(-1) * zt
+    else:
+        loss = torch.logsumexp(zt, dim=2) - (problem.Q.unsqueeze(-1) * zt).sum(2)
+    data = (problem.a.unsqueeze(-1) * loss).sum(1)  # (B, L)
+    pd = d if problem.pen is None else problem.pen * d
+    pt = theta if problem.pen is None else problem.pen * theta
+    square = ((pt * theta).sum(1).unsqueeze(1) + 2.0 * (pt * d).sum(1).unsqueeze(1) * steps
+              + (pd * d).sum(1).unsqueeze(1) * steps * steps)  # |theta + t d|^2 on the penalized entries
+    lam = problem.lam_row if not isinstance(problem.lam_row, Tensor) else problem.lam_row.unsqueeze(1)
+    value = data + 0.5 * lam * square
+    ok = (value <= f0.unsqueeze(1) + 1e-4 * steps * slope.unsqueeze(1) + slack.unsqueeze(1)) & torch.isfinite(value)
+    first_ok = ok.to(torch.int8).argmax(1)
+    return torch.where(ok.any(1), steps[first_ok], 0.0)
+
+
 def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, compute_gamma: bool,
-               max_cg: int) -> FitResult:
-    """Batched Newton or Newton-CG in torch (any device); ``theta`` is the warm start and is overwritten."""
+               max_cg: int, fixed: bool = False, active: Tensor | None = None) -> FitResult:
+    """Batched Newton or Newton-CG in torch (any device); ``theta`` is the warm start and is overwritten.
+
+    Host-checked (default): each iteration works on the learners still above tolerance only (gathered by index)
+    and the loop ends when none is. ``fixed``: exactly ``max_iter`` iterations over every learner, those at
+    tolerance (or outside ``active``) held by masks, and a fixed line search: no tensor value is read on the host
+    (a CUDA graph can capture the fit). Both take the same steps while a learner is active."""
     X, C, lam = problem.X, problem.C, problem.lam
     B = theta.shape[0]
     iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
     eps = torch.finfo(X.dtype).eps
-    f, probs, g = problem.evaluate(theta)
-    active = g.norm(dim=1) > tol
-    for _ in range(max_iter):
-        idx = torch.nonzero(active).squeeze(1)
+    if fixed:
+        f, z, probs, g = problem.evaluate_logits(theta)
+        moving = g.norm(dim=1) > tol
+        if active is not None:
+            moving = moving & active
+        for _ in range(max_iter):
+            if solver == "newton":
+                d = _newton_direction(problem, probs, g, fixed=True)
+            else:
+                d = _pcg(problem, probs, g, max_cg, fixed=True)
+            slope = (g * d).sum(1)
+            slack = 10.0 * eps * f.abs().clamp_min(1.0)
+            zd = _logits(X, d, C)
+            t = _armijo_step(problem, z, zd, theta, d, f, slope, slack, 0, FIXED_BACKTRACKS)
+            step = moving & (t > 0)
+            theta = torch.where(step.unsqueeze(1), theta + t.unsqueeze(1) * d, theta)
+            f_new, z_new, probs_new, g_new = problem.evaluate_logits(theta)
+            keep = step.view(-1, *([1] * (z.dim() - 1)))
+            f, z = torch.where(step, f_new, f), torch.where(keep, z_new, z)
+            probs = torch.where(step.view(-1, *([1] * (probs.dim() - 1))), probs_new, probs)
+            g = torch.where(step.unsqueeze(1), g_new, g)
+            iterations = iterations + moving.to(iterations.dtype)
+            moving = step & (g.norm(dim=1) > tol)
+    else:
+        f, probs, g = problem.evaluate(theta)
+        moving = g.norm(dim=1) > tol
+    for _ in range(0 if fixed else max_iter):
+        idx = torch.nonzero(moving).squeeze(1)
         if len(idx) == 0:
             break
         # work on the learners still above tolerance only; the others keep their theta
@@ -472,21 +570,17 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
         slack = 10.0 * eps * f0.abs().clamp_min(1.0)
         # Armijo backtracking; the full step is usually taken, and then its logits give the gradient as well
         trial = th + d
-        z = _logits(sub.X, trial, C)
-        fr = sub._value_from_logits(z, trial)
+        zt = _logits(sub.X, trial, C)
+        fr = sub._value_from_logits(zt, trial)
         accepted = (fr <= f0 + 1e-4 * slope + slack) & torch.isfinite(fr)
         if bool(accepted.all()):
             th = trial
-            pr, gr = sub.probs_and_gradient(z, th)
+            pr, gr = sub.probs_and_gradient(zt, th)
         else:
-            t = torch.full_like(f0, 0.5).masked_fill(accepted, 1.0)
-            for _ in range(40):
-                f_new = sub.value(th + t.unsqueeze(1) * d)
-                accepted = accepted | ((f_new <= f0 + 1e-4 * t * slope + slack) & torch.isfinite(f_new))
-                if bool(accepted.all()):
-                    break
-                t = torch.where(accepted, t, 0.5 * t)
-            t = torch.where(accepted, t, torch.zeros_like(t))
+            zd = _logits(sub.X, d, C)
+            t = _armijo_step(sub, zt - zd, zd, th, d, f0, slope, slack, 1, BACKTRACKS)
+            t = torch.where(accepted, 1.0, t)
+            accepted = t > 0
             th = th + t.unsqueeze(1) * d
             fr, pr, gr = sub.evaluate(th)
         theta = theta.index_copy(0, idx, th)
@@ -496,7 +590,7 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
         g = g.index_copy(0, idx, gr)
         # a learner whose line search found no decrease has stalled at rounding level: stop it
         still = accepted & (gr.norm(dim=1) > tol)
-        active = torch.zeros_like(active).index_copy(0, idx, still)
+        moving = torch.zeros_like(moving).index_copy(0, idx, still)
     gnorm = g.norm(dim=1)
     gamma = None
     if compute_gamma:
