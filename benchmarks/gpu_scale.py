@@ -58,10 +58,15 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def make_env(kind: str, batch: int, steps: int, device: str, sync_free: bool = True):
+FIT_CHUNK: int | None = None  # --fit-chunk: learners per block of a sync-free refit
+
+
+def make_env(kind: str, batch: int, steps: int, device: str, sync_free: bool | str = True):
     common = dict(num_envs=batch, vectorization_mode="vector_entry_point", dataset=st.DATASET,
                   n_labeled=st.N_LABELED, n_pool=st.N_POOL, lam=st.LAM, max_steps=steps + 1, device=device,
                   dtype=torch.float64, autoreset_mode="disabled", sync_free=sync_free)
+    if sync_free and FIT_CHUNK is not None:
+        common["fit_chunk"] = FIT_CHUNK
     if kind == "selftrain":
         return gym.make_vec("Reciprocal-SelfTrain-v0", label_mode="hard", adaptation="add", **common)
     return gym.make_vec("Reciprocal-ActiveLearn-v0", budget=steps + 1, **common)
@@ -244,12 +249,12 @@ def graph_check(kind: str, batch: int, steps: int, seed: int) -> dict[str, Any]:
         # the step counter from the observation picks the point: no host read, so the graph replays it
         return lambda obs: orders.gather(1, obs["scalars"][:, :1].long()).squeeze(1)
 
-    eager = make_env(kind, batch, steps + 8, "cuda")
+    eager = make_env(kind, batch, steps + 8, "cuda", sync_free="graph")
     obs, _ = eager.reset(seed=seed)
     act = learner_actions()
     for _ in range(3 + steps):
         obs, *_ = eager.step(act(obs))
-    graphed = make_env(kind, batch, steps + 8, "cuda")
+    graphed = make_env(kind, batch, steps + 8, "cuda", sync_free="graph")
     obs, _ = graphed.reset(seed=seed)
     g = GraphedStep(graphed, learner_actions(), obs)
     torch.cuda.synchronize()
@@ -302,8 +307,12 @@ def main() -> None:
     parser.add_argument("--bandit-envs", type=int, nargs="*", default=[1 << 20])
     parser.add_argument("--graph", type=int, nargs="*", default=[1, 65536],
                         help="batch sizes whose step is captured in a CUDA graph (CUDA only)")
+    parser.add_argument("--fit-chunk", type=int, default=None,
+                        help="learners per block of a sync-free refit (bounds its memory; default: all at once)")
     parser.add_argument("--out", type=Path, default=None, help="write the figures as JSON here")
     args = parser.parse_args()
+    global FIT_CHUNK
+    FIT_CHUNK = args.fit_chunk
     device = args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else platform.processor() or "cpu"
     print(f"sync-free scale: {device} ({name}), torch {torch.__version__}, {args.steps} steps, "

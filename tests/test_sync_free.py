@@ -348,3 +348,20 @@ def test_checkpoint_restore_continues_the_same_run():
     other.unwrapped.set_state(checkpoint)
     resumed = steps(other, 4, 6, check=True)  # the restored env's bound comes from the restored state
     assert torch.equal(straight, resumed)
+
+
+def test_fit_chunk_gives_the_same_step_and_needs_sync_free():
+    def run(**kwargs):
+        env = make("Reciprocal-SelfTrain-v0", 10, sync_free=True, lam=[0.01 * (i + 1) for i in range(10)], **kwargs)
+        env.reset(seed=4)
+        for i in range(5):
+            action = _sample(env, i)
+            with no_host_sync():
+                obs, reward, terminated, truncated, info = env.step(action)
+        return env.unwrapped.parameters(), info["fit_iterations"]
+
+    whole, iterations = run()
+    blocks, iterations_blocks = run(fit_chunk=3)  # blocks of 3, 3, 3 and 1 learners
+    assert float((whole - blocks).abs().max()) < 1e-12 and torch.equal(iterations, iterations_blocks)
+    with pytest.raises(ValueError, match="fit_chunk=3 is used by sync-free steps only"):
+        gym.make_vec("Reciprocal-SelfTrain-v0", 2, vectorization_mode="vector_entry_point", fit_chunk=3)

@@ -123,7 +123,8 @@ class ActiveLearnVectorEnv(PoolVectorEnv):
     SelfTrain's data, model and episode arguments (``dataset``, ``X``/``y``, ``split``, ``split_rows``, ``n_labeled``,
     ``n_pool``, ``n_val``, ``n_test``, ``stratify``, ``adaptation``, ``k``, ``buffer_size``, ``expected_rate``, ``lam``,
     ``reward``, ``max_steps``, ``invalid_action``, ``invalid_action_penalty``, ``dtype``, ``solver``, ``tol``,
-    ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``, and the learner conventions
+    ``max_iter``, ``report_gamma``, ``backend``, ``device``, ``autoreset_mode``, ``sync_free``, ``fit_chunk``, and
+    the learner conventions
     ``penalty``, ``penalize_intercept``, ``standardize``, ``warm_start``), and:
 
     - ``label_noise`` (0.0, in [0, 1)), ``query_cost`` (0.0, >= 0), ``budget`` (40 labels), ``evict``

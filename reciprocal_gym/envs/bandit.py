@@ -155,6 +155,9 @@ class BanditVectorEnv(BatchedVectorEnv):
     - ``backend`` (``"auto"``): ``"compiled"`` (one compiled pass per step: Bernoulli arms, full history, sampled
       pulls, float32, a shared ``lam``, CPU), ``"torch"``, or ``"auto"`` (compiled where it applies).
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
+    - ``sync_free`` (False): ``True`` for steps without host reads (needs ``autoreset_mode="disabled"``; an arm or
+      law outside the action space holds that learner, ``info["invalid_action"]``); see
+      :class:`~reciprocal_gym.envs.base.BatchedVectorEnv`.
     """
 
     config_class = BanditConfig

@@ -132,6 +132,7 @@ class PoolConfig:
     warm_start: bool | None = setting(None, Maybe(Flag()))
     report_gamma: bool = setting(False, Flag())
     backend: str = setting("auto", Choice(BACKENDS))
+    fit_chunk: int | None = setting(None, Maybe(Integer(1)))
 
     adaptations = adapt.ADAPTATIONS  # class attribute: the adaptation rules the env allows
 
@@ -242,6 +243,9 @@ class PoolVectorEnv(BatchedVectorEnv):
 
     def _setup(self) -> None:
         cfg = self.config
+        if cfg.fit_chunk is not None and not self.sync_free:
+            raise ValueError(f"fit_chunk={cfg.fit_chunk!r} is used by sync-free steps only (sync_free=True or "
+                             "'graph'); leave it unset")
         if self.sync_free:
             refused = [text for bad, text in ((cfg.invalid_action == "raise", "invalid_action='raise' (an error needs "
                                                "the actions on the host)"),
@@ -598,14 +602,25 @@ class PoolVectorEnv(BatchedVectorEnv):
         cfg = self.config
         B = self.num_envs
         if fixed:
-            every = self._all_rows
             X, w, Q, _ = self._training_atoms(state, view, None, bound)
-            fit, split_classes = self._fit(X, w, Q, self._lam, state.theta, active=rows)
+            chunk = cfg.fit_chunk or B
+            blocks = []
+            for start in range(0, B, chunk):  # fixed blocks of learners: the fit's temporaries stay bounded
+                part = slice(start, start + chunk)
+                lam = self._lam[part] if isinstance(self._lam, Tensor) else self._lam
+                atoms = RowAtoms(X.table, X.rows[part], X.mean[part], X.scale[part]) if chunk < B else X
+                blocks.append(self._fit(atoms, w[part], Q[part], lam, state.theta[part], active=rows[part]))
+            if len(blocks) == 1:
+                fit, split_classes = blocks[0]
+            else:
+                fit = FitResult(*(torch.cat([getattr(b[0], name) for b in blocks])
+                                  for name in ("theta", "iterations", "grad_norm", "converged")), gamma=None)
+                split_classes = torch.cat([b[1] for b in blocks])
             state = state.replace(reciprocal=state.reciprocal.replace(theta=fit.theta))
             zero = torch.zeros((), dtype=self.dtype, device=self.device)
             return state, {"fit_iterations": fit.iterations, "fit_grad_norm": torch.where(rows, fit.grad_norm, zero),
                            "fit_converged": (fit.converged | ~rows) & ~split_classes,
-                           "fit_separated": split_classes & rows & every}, None
+                           "fit_separated": split_classes & rows}, None
         idx = torch.nonzero(rows).squeeze(1)
         every = len(idx) == B
         fitted: dict[str, Tensor] = {}

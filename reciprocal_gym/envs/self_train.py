@@ -160,6 +160,10 @@ class SelfTrainVectorEnv(PoolVectorEnv):
     - ``backend`` (``"auto"``): ``"compiled"`` CPU kernels for binary learners on the CPU, ``"torch"`` ops
       everywhere, or ``"auto"`` (compiled where available); see :mod:`reciprocal_gym.envs.backend`.
     - ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"``.
+    - ``sync_free`` (False): ``True`` or ``"graph"`` for steps without host reads (GPU sweeps, CUDA graphs; needs
+      ``autoreset_mode="disabled"``); see :class:`~reciprocal_gym.envs.base.BatchedVectorEnv`. ``fit_chunk``
+      (None): with it, the refit of a sync-free step runs over blocks of that many learners, which bounds its
+      temporaries (the atoms of a block, chunk x training-set size x features).
 
     ## Learner conventions
 

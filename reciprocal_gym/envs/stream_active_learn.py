@@ -70,7 +70,8 @@ class StreamActiveLearnVectorEnv(PoolVectorEnv):
     ``n_val``, ``n_test``, ``stratify``, ``adaptation`` (``"add"`` or ``"swap"``), ``buffer_size``, ``lam``,
     ``reward``, ``max_steps``,
     ``label_noise``, ``query_cost``, ``budget``, ``dtype``, ``solver``, ``tol``, ``max_iter``, ``report_gamma``,
-    ``backend``, ``device``, ``autoreset_mode``, ``penalty``, ``penalize_intercept``, ``standardize``,
+    ``backend``, ``device``, ``autoreset_mode``, ``sync_free``, ``fit_chunk``, ``penalty``, ``penalize_intercept``,
+    ``standardize``,
     ``warm_start``); ``k`` is 1. Per learner (a number, or a length-B sequence): ``lam``,
     ``label_noise``, ``query_cost``.
     """
