@@ -30,7 +30,6 @@ from reciprocal_gym.arguments import (
     PerLearner,
     Real,
     check_settings,
-    learner_values,
     setting,
 )
 from reciprocal_gym.core import adaptation as adapt
@@ -304,7 +303,7 @@ class PoolVectorEnv(BatchedVectorEnv):
                                     sync_free=self.sync_free)
         self._warned_separation = False
         self._lam = self.learner_setting("lam")  # float, or (B,) one per learner
-        self._unpenalized = bool(np.any(np.asarray(learner_values("lam", cfg.lam, self.num_envs)) == 0))
+        self._unpenalized = bool((self._lam == 0) if isinstance(self._lam, float) else (self._lam == 0).any())
         self._expected_rate = self.learner_setting("expected_rate")
         self.parts: PoolParts = self.compose()
         self._build_spaces()
@@ -547,9 +546,9 @@ class PoolVectorEnv(BatchedVectorEnv):
         in use; the fixed shapes of ``sync_free="graph"``)."""
         r = state.reciprocal
         n_labeled = self.sizes.n_labeled
-        every = idx is None or len(idx) == self.num_envs  # the common case: no gathers of per-learner tensors needed
+        n_learners = self.num_envs if idx is None else len(idx)
+        every = n_learners == self.num_envs  # the common case: no gathers of per-learner tensors needed
         if idx is None:
-            idx = self._all_rows  # only its length is read below
             if bound is None or bound >= self.n_pool:
                 pool_rows, weight, label = state.rows["pool"], r.weight, r.label
             else:
@@ -583,7 +582,7 @@ class PoolVectorEnv(BatchedVectorEnv):
         labeled = state.rows["labeled"] if every else state.rows["labeled"][idx]
         mean, scale = (state.mean, state.scale) if every else (state.mean[idx], state.scale[idx])
         X = RowAtoms(self._base_X, torch.cat([labeled, pool_rows], dim=1), mean, scale)
-        ones = torch.ones(len(idx), n_labeled, dtype=self.dtype, device=self.device)
+        ones = torch.ones(n_learners, n_labeled, dtype=self.dtype, device=self.device)
         w = torch.cat([ones, weight], dim=1)
         Q = torch.cat([view.labeled_onehot if every else view.labeled_onehot[idx], label], dim=1)
         return X, w, Q, None

@@ -517,45 +517,51 @@ def _armijo_step(problem: _Problem, z: Tensor, zd: Tensor, theta: Tensor, d: Ten
     return torch.where(ok.any(1), steps[first_ok], 0.0)
 
 
-def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, compute_gamma: bool,
-               max_cg: int, fixed: bool = False, active: Tensor | None = None) -> FitResult:
-    """Batched Newton or Newton-CG in torch (any device); ``theta`` is the warm start and is overwritten.
+def _where_rows(rows: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """``new`` for the learners ``rows`` (B,), ``old`` for the others, whatever the trailing dimensions."""
+    return torch.where(rows.view(-1, *([1] * (new.dim() - 1))), new, old)
 
-    Host-checked (default): each iteration works on the learners still above tolerance only (gathered by index)
-    and the loop ends when none is. ``fixed``: exactly ``max_iter`` iterations over every learner, those at
-    tolerance (or outside ``active``) held by masks, and a fixed line search: no tensor value is read on the host
-    (a CUDA graph can capture the fit). Both take the same steps while a learner is active."""
-    X, C, lam = problem.X, problem.C, problem.lam
-    B = theta.shape[0]
-    iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
+
+def _fixed_iterations(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, max_cg: int,
+                      active: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``max_iter`` masked Newton iterations over every learner, no host reads: (theta, probs, gradient,
+    iterations)."""
+    X, C = problem.X, problem.C
     eps = torch.finfo(X.dtype).eps
-    if fixed:
-        f, z, probs, g = problem.evaluate_logits(theta)
-        moving = g.norm(dim=1) > tol
-        if active is not None:
-            moving = moving & active
-        for _ in range(max_iter):
-            if solver == "newton":
-                d = _newton_direction(problem, probs, g, fixed=True)
-            else:
-                d = _pcg(problem, probs, g, max_cg, fixed=True)
-            slope = (g * d).sum(1)
-            slack = 10.0 * eps * f.abs().clamp_min(1.0)
-            zd = _logits(X, d, C)
-            t = _armijo_step(problem, z, zd, theta, d, f, slope, slack, 0, FIXED_BACKTRACKS)
-            step = moving & (t > 0)
-            theta = torch.where(step.unsqueeze(1), theta + t.unsqueeze(1) * d, theta)
-            f_new, z_new, probs_new, g_new = problem.evaluate_logits(theta)
-            keep = step.view(-1, *([1] * (z.dim() - 1)))
-            f, z = torch.where(step, f_new, f), torch.where(keep, z_new, z)
-            probs = torch.where(step.view(-1, *([1] * (probs.dim() - 1))), probs_new, probs)
-            g = torch.where(step.unsqueeze(1), g_new, g)
-            iterations = iterations + moving.to(iterations.dtype)
-            moving = step & (g.norm(dim=1) > tol)
-    else:
-        f, probs, g = problem.evaluate(theta)
-        moving = g.norm(dim=1) > tol
-    for _ in range(0 if fixed else max_iter):
+    iterations = torch.zeros(theta.shape[0], dtype=torch.int64, device=X.device)
+    f, z, probs, g = problem.evaluate_logits(theta)
+    moving = g.norm(dim=1) > tol
+    if active is not None:
+        moving = moving & active
+    for _ in range(max_iter):
+        if solver == "newton":
+            d = _newton_direction(problem, probs, g, fixed=True)
+        else:
+            d = _pcg(problem, probs, g, max_cg, fixed=True)
+        slope = (g * d).sum(1)
+        slack = 10.0 * eps * f.abs().clamp_min(1.0)
+        t = _armijo_step(problem, z, _logits(X, d, C), theta, d, f, slope, slack, 0, FIXED_BACKTRACKS)
+        step = moving & (t > 0)
+        theta = torch.where(step.unsqueeze(1), theta + t.unsqueeze(1) * d, theta)
+        f_new, z_new, probs_new, g_new = problem.evaluate_logits(theta)
+        f, z, probs, g = (_where_rows(step, new, old) for new, old in ((f_new, f), (z_new, z), (probs_new, probs),
+                                                                     (g_new, g)))
+        iterations = iterations + moving.to(iterations.dtype)
+        moving = step & (g.norm(dim=1) > tol)
+    return theta, probs, g, iterations
+
+
+def _checked_iterations(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, max_cg: int,
+                        active: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Newton iterations on the learners still above tolerance, until none is or ``max_iter``: (theta, probs,
+    gradient, iterations). ``active`` is not used (every learner is fitted)."""
+    X, C = problem.X, problem.C
+    B = theta.shape[0]
+    eps = torch.finfo(X.dtype).eps
+    iterations = torch.zeros(B, dtype=torch.int64, device=X.device)
+    f, probs, g = problem.evaluate(theta)
+    moving = g.norm(dim=1) > tol
+    for _ in range(max_iter):
         idx = torch.nonzero(moving).squeeze(1)
         if len(idx) == 0:
             break
@@ -576,10 +582,14 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
         if bool(accepted.all()):
             th = trial
             pr, gr = sub.probs_and_gradient(zt, th)
-        else:
+        else:  # the halvings in windows of 8 trials (each window one elementwise pass), until every learner has one
             zd = _logits(sub.X, d, C)
-            t = _armijo_step(sub, zt - zd, zd, th, d, f0, slope, slack, 1, BACKTRACKS)
-            t = torch.where(accepted, 1.0, t)
+            t = accepted.to(f0.dtype)
+            for first in range(1, BACKTRACKS + 1, 8):
+                window = _armijo_step(sub, zt - zd, zd, th, d, f0, slope, slack, first, min(first + 7, BACKTRACKS))
+                t = torch.where(t > 0, t, window)
+                if bool((t > 0).all()):
+                    break
             accepted = t > 0
             th = th + t.unsqueeze(1) * d
             fr, pr, gr = sub.evaluate(th)
@@ -591,6 +601,22 @@ def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_it
         # a learner whose line search found no decrease has stalled at rounding level: stop it
         still = accepted & (gr.norm(dim=1) > tol)
         moving = torch.zeros_like(moving).index_copy(0, idx, still)
+    return theta, probs, g, iterations
+
+
+def _fit_torch(problem: _Problem, theta: Tensor, solver: str, tol: float, max_iter: int, compute_gamma: bool,
+               max_cg: int, fixed: bool = False, active: Tensor | None = None) -> FitResult:
+    """Batched Newton or Newton-CG in torch (any device); ``theta`` is the warm start and is overwritten.
+
+    Host-checked (default, :func:`_checked_iterations`): each iteration works on the learners still above tolerance
+    only (gathered by index) and the loop ends when none is. ``fixed`` (:func:`_fixed_iterations`): exactly
+    ``max_iter`` iterations over every learner, those at tolerance (or outside ``active``) held by masks, and a
+    fixed line search: no tensor value is read on the host (a CUDA graph can capture the fit). Both take the same
+    steps while a learner is active."""
+    X, C, lam = problem.X, problem.C, problem.lam
+    B = theta.shape[0]
+    iterate = _fixed_iterations if fixed else _checked_iterations
+    theta, probs, g, iterations = iterate(problem, theta, solver, tol, max_iter, max_cg, active)
     gnorm = g.norm(dim=1)
     gamma = None
     if compute_gamma:
